@@ -1,0 +1,153 @@
+/**
+ * MGN's lifecycle rules, as pure functions over a stored source server: each
+ * returns the next record or throws the ConflictException MGN answers with.
+ */
+import type { SourceServerRecord, ReplicationStateOptions } from "./source-server.ts";
+import { computeDataReplicationInfo } from "./source-server.ts";
+import type { ChangeServerLifeCycleStateSourceServerLifecycleState } from "./mgn-shapes.gen.ts";
+import { conflict } from "./api-errors.ts";
+import { isoDateTime } from "./duration.ts";
+
+type Rec = SourceServerRecord;
+
+function refuse(r: Rec, message: string): never {
+  throw conflict(
+    "SOURCE_SERVER",
+    r.sourceServerID,
+    `${message} (source server ${r.sourceServerID}, lifecycle state ${r.lifeCycle.state}, replication ${r.replication.control}).`,
+  );
+}
+
+function requireConnected(r: Rec, op: string): void {
+  if (r.isArchived) refuse(r, `${op} refused: the source server is archived`);
+  if (
+    r.replication.control === "DISCONNECTED" ||
+    r.lifeCycle.state === "DISCONNECTED" ||
+    r.lifeCycle.state === "CUTOVER"
+  ) {
+    refuse(
+      r,
+      `${op} refused: the source server is disconnected from the service; reinstall the agent to replicate it again`,
+    );
+  }
+}
+
+function clone(r: Rec): Rec {
+  return structuredClone(r);
+}
+
+export function startReplication(r: Rec, now: number): Rec {
+  requireConnected(r, "StartReplication");
+  if (r.replication.control !== "STOPPED")
+    refuse(
+      r,
+      "StartReplication refused: replication is not stopped; use ResumeReplication for a paused server",
+    );
+  const n = clone(r);
+  n.replication = { control: "RUNNING", startedAt: now };
+  n.agent.state = "INITIATING";
+  delete n.agent.error;
+  n.lifeCycle.state = n.agent.initialSyncCompletedAt !== undefined ? "READY_FOR_TEST" : "NOT_READY";
+  return n;
+}
+
+export function stopReplication(r: Rec, _now: number): Rec {
+  requireConnected(r, "StopReplication");
+  if (r.replication.control === "STOPPED")
+    refuse(r, "StopReplication refused: replication is already stopped");
+  const n = clone(r);
+  n.replication = { control: "STOPPED" };
+  n.lifeCycle.state = "STOPPED";
+  return n;
+}
+
+export function pauseReplication(r: Rec, _now: number): Rec {
+  requireConnected(r, "PauseReplication");
+  if (r.replication.control !== "RUNNING") refuse(r, "PauseReplication refused: replication is not running");
+  const n = clone(r);
+  n.replication = { ...n.replication, control: "PAUSED" };
+  return n;
+}
+
+export function resumeReplication(r: Rec, _now: number): Rec {
+  requireConnected(r, "ResumeReplication");
+  if (r.replication.control !== "PAUSED") refuse(r, "ResumeReplication refused: replication is not paused");
+  const n = clone(r);
+  n.replication = { ...n.replication, control: "RUNNING" };
+  return n;
+}
+
+export function retryDataReplication(r: Rec, now: number, opts: ReplicationStateOptions): Rec {
+  requireConnected(r, "RetryDataReplication");
+  const state = computeDataReplicationInfo(r, now, opts).dataReplicationState;
+  if (state !== "STALLED")
+    refuse(
+      r,
+      `RetryDataReplication refused: data replication is ${state}, retry is only for STALLED replication`,
+    );
+  const n = clone(r);
+  n.replication = { control: "RUNNING", startedAt: now };
+  // A retry starts a new initiation: the agent gets a fresh window to report.
+  n.agent.state = "INITIATING";
+  delete n.agent.error;
+  n.agent.lastSeenAt = Math.max(n.agent.lastSeenAt ?? 0, now);
+  delete n.agent.steps;
+  return n;
+}
+
+export function changeLifeCycleState(
+  r: Rec,
+  state: ChangeServerLifeCycleStateSourceServerLifecycleState,
+): Rec {
+  if (r.isArchived) refuse(r, "ChangeServerLifeCycleState refused: the source server is archived");
+  if (r.agent.initialSyncCompletedAt === undefined) {
+    refuse(
+      r,
+      "ChangeServerLifeCycleState refused: the source server is not launchable yet (its initial sync has not completed, so its lag is unknown)",
+    );
+  }
+  const from = r.lifeCycle.state;
+  if (!["READY_FOR_TEST", "TESTING", "READY_FOR_CUTOVER", "CUTTING_OVER"].includes(from)) {
+    refuse(r, `ChangeServerLifeCycleState refused: cannot move from ${from} to ${state}`);
+  }
+  const n = clone(r);
+  n.lifeCycle.state = state;
+  return n;
+}
+
+export function disconnectFromService(r: Rec, _now: number): Rec {
+  if (r.lifeCycle.state === "DISCONNECTED" || r.lifeCycle.state === "CUTOVER")
+    refuse(r, "DisconnectFromService refused: the source server is already disconnected");
+  if (r.lifeCycle.state === "TESTING" || r.lifeCycle.state === "CUTTING_OVER")
+    refuse(r, "DisconnectFromService refused: a launch is in progress; wait for it to finish");
+  const n = clone(r);
+  n.lifeCycle.state = "DISCONNECTED";
+  n.replication = { control: "DISCONNECTED" };
+  return n;
+}
+
+export function markAsArchived(r: Rec): Rec {
+  if (r.lifeCycle.state !== "DISCONNECTED" && r.lifeCycle.state !== "CUTOVER") {
+    refuse(
+      r,
+      "MarkAsArchived refused: only a DISCONNECTED or CUTOVER source server can be archived; call DisconnectFromService first",
+    );
+  }
+  const n = clone(r);
+  n.isArchived = true;
+  return n;
+}
+
+export function assertDeletable(r: Rec): void {
+  if (r.lifeCycle.state !== "DISCONNECTED" && r.lifeCycle.state !== "CUTOVER") {
+    refuse(
+      r,
+      "DeleteSourceServer refused: the source server must be disconnected first; call DisconnectFromService",
+    );
+  }
+}
+
+/** Marks the start of a test or cutover API call on the record (used once launches exist). */
+export function stamp(_r: Rec, now: number): string {
+  return isoDateTime(now);
+}

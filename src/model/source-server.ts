@@ -1,0 +1,193 @@
+/**
+ * The stored form of a source server and its projection to MGN's
+ * `SourceServer`. What the operator controls (`replication.control`) and what
+ * the agent last reported (`agent`) are kept apart; `dataReplicationInfo` is
+ * computed from both at read time, so AGENT_NOT_SEEN and lag need no timer.
+ */
+import type {
+  DataReplicationInfo,
+  DataReplicationInfoReplicatedDisk,
+  DataReplicationInitiationStep,
+  LaunchConfiguration,
+  LifeCycle,
+  ReplicationConfiguration,
+  SourceProperties,
+  SourceServer,
+} from "./mgn-shapes.gen.ts";
+import type { AgentReplicationState, DesiredReplicationState } from "./agent-api.ts";
+import { isoDateTime, isoDuration } from "./duration.ts";
+
+export interface AgentStatus {
+  identity: string;
+  registeredAt: number;
+  lastSeenAt?: number;
+  state?: AgentReplicationState;
+  steps?: DataReplicationInitiationStep[];
+  disks?: DataReplicationInfoReplicatedDisk[];
+  error?: {
+    error: NonNullable<DataReplicationInfo["dataReplicationError"]>["error"];
+    rawError?: string | undefined;
+  };
+  lastSnapshotDateTime?: string;
+  replicatorId?: string;
+  /** Replication progress rate in bytes/s (smoothed), for the ETA. */
+  rateBytesPerSecond?: number;
+  /** The previous report's replicated+rescanned byte count and time, for the rate. */
+  progressSample?: { at: number; bytes: number };
+  /** When the agent last reported CONTINUOUS with no backlog: the lag is measured from here. */
+  lastContinuousAt?: number;
+  /** When the initial sync first completed: the server is launchable from then on. */
+  initialSyncCompletedAt?: number;
+}
+
+export interface SourceServerRecord {
+  sourceServerID: string;
+  arn: string;
+  isArchived: boolean;
+  tags: Record<string, string>;
+  userProvidedID?: string;
+  replicationType: "AGENT_BASED";
+  sourceProperties: SourceProperties;
+  lifeCycle: LifeCycle & { state: NonNullable<LifeCycle["state"]> };
+  replication: { control: DesiredReplicationState; startedAt?: number };
+  agent: AgentStatus;
+  replicationConfiguration: ReplicationConfiguration;
+  launchConfiguration: LaunchConfiguration;
+}
+
+export interface ReplicationStateOptions {
+  /** No report for this long → STALLED with AGENT_NOT_SEEN. */
+  agentNotSeenAfterMs: number;
+}
+
+const STEP_ORDER = [
+  "WAIT",
+  "CREATE_SECURITY_GROUP",
+  "LAUNCH_REPLICATION_SERVER",
+  "BOOT_REPLICATION_SERVER",
+  "AUTHENTICATE_WITH_SERVICE",
+  "DOWNLOAD_REPLICATION_SOFTWARE",
+  "CREATE_STAGING_DISKS",
+  "ATTACH_STAGING_DISKS",
+  "PAIR_REPLICATION_SERVER_WITH_AGENT",
+  "CONNECT_AGENT_TO_REPLICATION_SERVER",
+  "START_DATA_TRANSFER",
+] as const;
+
+/** The initiation steps right after registration: the agent has authenticated. */
+export function initialSteps(): DataReplicationInitiationStep[] {
+  return STEP_ORDER.map((name) => ({
+    name,
+    status: name === "AUTHENTICATE_WITH_SERVICE" || name === "WAIT" ? "SUCCEEDED" : "NOT_STARTED",
+  }));
+}
+
+export function isDisconnected(r: SourceServerRecord): boolean {
+  return r.lifeCycle.state === "DISCONNECTED" || r.lifeCycle.state === "CUTOVER";
+}
+
+export function computeDataReplicationInfo(
+  r: SourceServerRecord,
+  now: number,
+  opts: ReplicationStateOptions,
+): DataReplicationInfo {
+  const a = r.agent;
+  const disks =
+    a.disks ??
+    (r.sourceProperties.disks ?? []).map((d) => ({
+      deviceName: d.deviceName ?? "",
+      totalStorageBytes: d.bytes ?? 0,
+      replicatedStorageBytes: 0,
+      rescannedStorageBytes: 0,
+      backloggedStorageBytes: 0,
+    }));
+  const base: DataReplicationInfo = { replicatedDisks: disks };
+  if (a.lastSnapshotDateTime) base.lastSnapshotDateTime = a.lastSnapshotDateTime;
+  if (a.replicatorId) base.replicatorId = a.replicatorId;
+  switch (r.replication.control) {
+    case "DISCONNECTED":
+      return { dataReplicationState: "DISCONNECTED" };
+    case "STOPPED":
+      return { ...base, dataReplicationState: "STOPPED" };
+    case "PAUSED":
+      return withLag({ ...base, dataReplicationState: "PAUSED" }, a, now);
+    case "RUNNING":
+      break;
+  }
+  const seen = a.lastSeenAt ?? a.registeredAt;
+  if (now - seen > opts.agentNotSeenAfterMs) {
+    return withLag(
+      {
+        ...base,
+        dataReplicationState: "STALLED",
+        dataReplicationError: {
+          error: "AGENT_NOT_SEEN",
+          rawError: `No report from the agent since ${isoDateTime(seen)}`,
+        },
+      },
+      a,
+      now,
+    );
+  }
+  const state = a.state ?? "INITIATING";
+  const info: DataReplicationInfo = { ...base, dataReplicationState: state };
+  if (a.error)
+    info.dataReplicationError = {
+      error: a.error.error,
+      ...(a.error.rawError ? { rawError: a.error.rawError } : {}),
+    };
+  if (state === "INITIATING") {
+    info.dataReplicationInitiation = {
+      startDateTime: isoDateTime(r.replication.startedAt ?? a.registeredAt),
+      steps: a.steps ?? initialSteps(),
+    };
+  }
+  if (
+    (state === "INITIAL_SYNC" || state === "RESCAN" || state === "BACKLOG") &&
+    a.rateBytesPerSecond &&
+    a.rateBytesPerSecond > 0
+  ) {
+    const remaining = disks.reduce((n, d) => n + remainingBytes(d, state), 0);
+    info.etaDateTime = isoDateTime(now + (remaining / a.rateBytesPerSecond) * 1000);
+  }
+  return withLag(info, a, now);
+}
+
+function remainingBytes(d: DataReplicationInfoReplicatedDisk, state: string): number {
+  const total = d.totalStorageBytes ?? 0;
+  if (state === "BACKLOG") return d.backloggedStorageBytes ?? 0;
+  const done = state === "RESCAN" ? (d.rescannedStorageBytes ?? 0) : (d.replicatedStorageBytes ?? 0);
+  return Math.max(0, total - done) + (d.backloggedStorageBytes ?? 0);
+}
+
+function withLag(info: DataReplicationInfo, a: AgentStatus, now: number): DataReplicationInfo {
+  const backlog = (info.replicatedDisks ?? []).reduce((n, d) => n + (d.backloggedStorageBytes ?? 0), 0);
+  if (info.dataReplicationState === "CONTINUOUS" && backlog === 0) info.lagDuration = "PT0S";
+  else if (a.lastContinuousAt !== undefined) info.lagDuration = isoDuration(now - a.lastContinuousAt);
+  return info;
+}
+
+/** MGN's `SourceServer` as DescribeSourceServers and the lifecycle operations return it. */
+export function toSourceServer(
+  r: SourceServerRecord,
+  now: number,
+  opts: ReplicationStateOptions,
+): SourceServer {
+  const lifeCycle: LifeCycle = { ...r.lifeCycle };
+  if (r.agent.lastSeenAt !== undefined) lifeCycle.lastSeenByServiceDateTime = isoDateTime(r.agent.lastSeenAt);
+  if (lifeCycle.firstByteDateTime && r.replication.control !== "DISCONNECTED") {
+    lifeCycle.elapsedReplicationDuration = isoDuration(now - Date.parse(lifeCycle.firstByteDateTime));
+  }
+  const out: SourceServer = {
+    sourceServerID: r.sourceServerID,
+    arn: r.arn,
+    isArchived: r.isArchived,
+    tags: { ...r.tags },
+    dataReplicationInfo: computeDataReplicationInfo(r, now, opts),
+    lifeCycle,
+    sourceProperties: r.sourceProperties,
+    replicationType: r.replicationType,
+  };
+  if (r.userProvidedID) out.userProvidedID = r.userProvidedID;
+  return out;
+}
