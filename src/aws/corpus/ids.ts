@@ -1,0 +1,46 @@
+/** Resource ids of the reference setup (hex, shaped like real ones), shared by the corpus and its tests. */
+export const ID = {
+  account: "111122223333",
+  region: "us-east-1",
+  srcVpc: "vpc-0aaa0000000000001",
+  stgVpc: "vpc-0bbb0000000000002",
+  srcSubnet: "subnet-0aaa0000000000011",
+  stgSubnet: "subnet-0bbb0000000000021",
+  epSubnet: "subnet-0bbb0000000000022",
+  srcRtb: "rtb-0aaa0000000000031",
+  srcMainRtb: "rtb-0aaa0000000000032",
+  stgRtb: "rtb-0bbb0000000000041",
+  stgMainRtb: "rtb-0bbb0000000000042",
+  pcx: "pcx-0ccc0000000000051",
+  sgSrc: "sg-0aaa0000000000061",
+  sgSrcDefault: "sg-0aaa0000000000062",
+  sgEndpoints: "sg-0bbb0000000000071",
+  sgReplication: "sg-0bbb0000000000072",
+  sgResolver: "sg-0bbb0000000000073",
+  sgStgDefault: "sg-0bbb0000000000074",
+  aclSrc: "acl-0aaa0000000000081",
+  aclStg: "acl-0bbb0000000000082",
+  vpceMgn: "vpce-0ddd0000000000091",
+  vpceEc2: "vpce-0ddd0000000000092",
+  vpceS3: "vpce-0ddd0000000000093",
+  vpceS3Gw: "vpce-0ddd0000000000094",
+  eniMgn: "eni-0eee00000000000a1",
+  eniEc2: "eni-0eee00000000000a2",
+  eniS3: "eni-0eee00000000000a3",
+  eniResolver1: "eni-0eee00000000000a4",
+  resolver: "rslvr-in-0fff000000000000b",
+  template: "rct-0123456789abcdef0",
+  plS3: "pl-63a5400a",
+  plDynamo: "pl-02cd2c6b",
+  igw: "igw-0aaa00000000000c1",
+} as const;
+
+export const SOURCE_CIDR = "10.1.0.0/16";
+export const STAGING_CIDR = "10.0.0.0/16";
+export const IP = {
+  mgn: "10.0.2.10",
+  ec2: "10.0.2.11",
+  s3: "10.0.2.12",
+  resolver1: "10.0.2.20",
+  resolver2: "10.0.2.21",
+} as const;
