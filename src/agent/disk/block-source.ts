@@ -16,13 +16,14 @@ import { blockDeviceInfo } from "./sysfs.ts";
  * 16). Every buffer carved from the slab at that offset plus a multiple of 4 KiB
  * is then aligned too.
  *
- * Regular files (disk images) are coherent through the page cache, so they use
- * O_DIRECT when the filesystem supports it and plain reads otherwise.
+ * Regular files (disk images) are coherent through the page cache, so they are
+ * read normally. (O_DIRECT on a file cannot be probed reliably: reads of holes
+ * skip the alignment check.)
  */
 export type DirectMode = "auto" | "on" | "off";
 
 export interface BlockSourceOptions {
-  /** @default "auto": O_DIRECT for block devices (required) and for files when supported. */
+  /** @default "auto": O_DIRECT for block devices (required), page cache for regular files. */
   direct?: DirectMode;
 }
 
@@ -77,7 +78,7 @@ export async function openBlockSource(path: string, options: BlockSourceOptions 
 
   let handle: FileHandle | undefined;
   let direct = false;
-  if (mode !== "off") {
+  if (mode === "on" || (mode === "auto" && isDevice)) {
     try {
       handle = await open(path, constants.O_RDONLY | constants.O_DIRECT);
       direct = true;

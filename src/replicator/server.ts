@@ -1,0 +1,139 @@
+/**
+ * `ferry replicator`: the data-plane server. TLS 1.3 on TCP 1500 (by
+ * default), one session per agent connection, one staging volume per source
+ * disk under the data directory.
+ */
+import { timingSafeEqual, createHash } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { createServer, type TLSSocket } from "node:tls";
+import { FerryError } from "../lib/errors.ts";
+import { type Logger, silentLogger } from "../lib/log.ts";
+import { FramedConnection, type HelloFrame } from "../wire/index.ts";
+import { type Authorize, Session, type SessionEvent, type SessionHost, type SessionLimits } from "./session.ts";
+
+export interface ReplicatorOptions {
+  dataDir: string;
+  /** @default "0.0.0.0" */
+  host?: string;
+  /** @default 1500 */
+  port?: number;
+  tls: { certPem: string; keyPem: string };
+  /** Who may replicate; see `tokenAuthorizer`. */
+  authorize: Authorize;
+  /** @default 5000 */
+  heartbeatIntervalMs?: number;
+  /** @default 20000 */
+  idleTimeoutMs?: number;
+  /** TLS handshake and HELLO deadline. @default 10000 */
+  handshakeTimeoutMs?: number;
+  /** @default 4 MiB */
+  maxDataLength?: number;
+  /** @default 64 MiB */
+  maxPendingBytes?: number;
+  /** @default 256 MiB */
+  flushBytes?: number;
+  /** @default 256 */
+  maxConnections?: number;
+  log?: Logger;
+  onEvent?: (event: SessionEvent) => void;
+}
+
+export interface Replicator {
+  host: string;
+  port: number;
+  /** Number of live sessions. */
+  sessionCount(): number;
+  close(): Promise<void>;
+}
+
+/** The pairing used before the control plane issues credentials: one shared token. */
+export function tokenAuthorizer(token: string): Authorize {
+  const want = createHash("sha256").update(token).digest();
+  return async (hello: HelloFrame) => {
+    const got = createHash("sha256").update(hello.token).digest();
+    if (!timingSafeEqual(want, got)) {
+      throw new FerryError(
+        "AUTH_FAILED",
+        "the replicator refused the pairing token: give the agent the token the replicator was started with (--token)",
+      );
+    }
+  };
+}
+
+export async function startReplicator(options: ReplicatorOptions): Promise<Replicator> {
+  await mkdir(options.dataDir, { recursive: true });
+  const log = options.log ?? silentLogger;
+  const limits: SessionLimits = {
+    maxDataLength: options.maxDataLength ?? 4 * 1024 * 1024,
+    maxPendingBytes: options.maxPendingBytes ?? 64 * 1024 * 1024,
+    flushBytes: options.flushBytes ?? 256 * 1024 * 1024,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5000,
+    idleTimeoutMs: options.idleTimeoutMs ?? 20000,
+    helloTimeoutMs: options.handshakeTimeoutMs ?? 10000,
+  };
+  const sessions = new Set<Session>();
+  const byDisk = new Map<string, Session>();
+  const host: SessionHost = {
+    dataDir: options.dataDir,
+    limits,
+    authorize: options.authorize,
+    log,
+    async claim(key, session) {
+      // A reconnecting agent takes over from its old connection, which may not have noticed yet.
+      for (let i = 0; i < 100; i++) {
+        const old = byDisk.get(key);
+        if (!old || old === session) break;
+        await old.terminate();
+      }
+      byDisk.set(key, session);
+    },
+    release(key, session) {
+      if (byDisk.get(key) === session) byDisk.delete(key);
+    },
+    ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+  };
+
+  const server = createServer({
+    cert: options.tls.certPem,
+    key: options.tls.keyPem,
+    minVersion: "TLSv1.3",
+    handshakeTimeout: limits.helloTimeoutMs,
+  });
+  server.maxConnections = options.maxConnections ?? 256;
+  server.on("secureConnection", (socket: TLSSocket) => {
+    socket.setNoDelay(true);
+    const conn = new FramedConnection(socket, { maxFrameLength: limits.maxDataLength + 64 * 1024 });
+    const session = new Session(conn, host);
+    sessions.add(session);
+    void session.ended.then(() => sessions.delete(session));
+    session.start();
+  });
+  server.on("tlsClientError", (err) => log.debug("TLS handshake failed", { error: err.message }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      const where = `${options.host ?? "0.0.0.0"}:${options.port ?? 1500}`;
+      if (err.code === "EADDRINUSE") {
+        reject(new FerryError("ADDRESS_IN_USE", `cannot listen on ${where}: the port is in use`, { cause: err }));
+      } else if (err.code === "EACCES") {
+        reject(new FerryError("ADDRESS_DENIED", `cannot listen on ${where}: permission denied`, { cause: err }));
+      } else reject(err);
+    });
+    server.listen(options.port ?? 1500, options.host ?? "0.0.0.0", () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  log.info("replicator listening", { host: addr.address, port: addr.port, dataDir: options.dataDir });
+  return {
+    host: addr.address,
+    port: addr.port,
+    sessionCount: () => sessions.size,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sessions) void s.terminate();
+      });
+      await Promise.all([...sessions].map((s) => s.ended));
+    },
+  };
+}

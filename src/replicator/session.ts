@@ -1,0 +1,404 @@
+/**
+ * One agent connection on the replicator: handshake, then a stream of DATA /
+ * ZERO / BARRIER frames applied in sequence order to the disk's staging
+ * volume. Payloads are decompressed and verified concurrently as they arrive;
+ * writes happen strictly in order; flushes run beside the writes and each
+ * ends with an ACK of the highest sequence number it made durable.
+ */
+import { promisify } from "node:util";
+import { zstdDecompress } from "node:zlib";
+import { FerryError } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import {
+  BarrierFlags,
+  Compression,
+  HASH_BYTES,
+  HelloMode,
+  PROTOCOL_VERSION,
+  blockHashes,
+  type DataFrame,
+  type Frame,
+  type FramedConnection,
+  type HelloFrame,
+} from "../wire/index.ts";
+import { StagingVolume, checkName } from "./volume.ts";
+
+const decompress = promisify(zstdDecompress);
+
+export interface SessionLimits {
+  maxDataLength: number;
+  /** Bytes received but not yet written before the socket is paused. */
+  maxPendingBytes: number;
+  /** Flush at least every this many written bytes. */
+  flushBytes: number;
+  heartbeatIntervalMs: number;
+  idleTimeoutMs: number;
+  helloTimeoutMs: number;
+}
+
+/** Decides whether a HELLO may proceed; throws a FerryError to refuse. */
+export type Authorize = (hello: HelloFrame) => Promise<void>;
+
+export interface SessionHost {
+  dataDir: string;
+  limits: SessionLimits;
+  authorize: Authorize;
+  log: Logger;
+  /** Registers the session for its disk, ending any older session of the same disk first. */
+  claim(key: string, session: Session): Promise<void>;
+  release(key: string, session: Session): void;
+  onEvent?(event: SessionEvent): void;
+}
+
+export type SessionEvent =
+  | { type: "hello"; sourceServerId: string; diskId: string; mode: "NEW" | "RESUME"; resumeOffset: number }
+  | { type: "durable"; sourceServerId: string; diskId: string; seq: number; resumeOffset: number }
+  | { type: "barrier"; sourceServerId: string; diskId: string; barrierId: number; flags: number }
+  | { type: "closed"; sourceServerId: string; diskId: string; error?: string };
+
+export class Session {
+  private readonly conn: FramedConnection;
+  private readonly host: SessionHost;
+  private log: Logger;
+  private volume: StagingVolume | undefined;
+  private key: string | undefined;
+  private state: "hello" | "handshaking" | "streaming" | "failed" | "closed" = "hello";
+  private expectedSeq = 1;
+  private chain: Promise<void> = Promise.resolve();
+  private pendingBytes = 0;
+  private pendingFrames = 0;
+  private lastWrittenSeq = 0;
+  private cursor = 0;
+  private bytesSinceFlush = 0;
+  private flushing: Promise<void> | undefined;
+  private flushWanted = false;
+  private helloTimer: NodeJS.Timeout | undefined;
+  private ids = { sourceServerId: "", diskId: "" };
+  readonly ended: Promise<void>;
+  private resolveEnded!: () => void;
+
+  constructor(conn: FramedConnection, host: SessionHost) {
+    this.conn = conn;
+    this.host = host;
+    this.log = host.log;
+    this.ended = new Promise((r) => (this.resolveEnded = r));
+  }
+
+  start(): void {
+    this.helloTimer = setTimeout(
+      () => this.refuse("HELLO_TIMEOUT", `no HELLO within ${this.host.limits.helloTimeoutMs} ms`),
+      this.host.limits.helloTimeoutMs,
+    );
+    this.helloTimer.unref();
+    this.conn.start({
+      frame: (f) => this.onFrame(f),
+      close: (err) => void this.onClose(err),
+    });
+  }
+
+  /** Ends this session (another connection took over its disk); resolves when its writes settled. */
+  async terminate(): Promise<void> {
+    if (this.state !== "closed") this.conn.close();
+    await this.ended;
+  }
+
+  private onFrame(frame: Frame): void {
+    if (this.state === "failed" || this.state === "closed") return;
+    if (frame.type === "HEARTBEAT") return;
+    if (frame.type === "ERROR") {
+      this.log.warn("agent reported an error", { code: frame.code, message: frame.message });
+      this.conn.close();
+      return;
+    }
+    if (this.state === "hello") {
+      if (frame.type !== "HELLO") {
+        this.refuse("PROTOCOL_ERROR", `expected HELLO first, got ${frame.type}`);
+        return;
+      }
+      clearTimeout(this.helloTimer);
+      this.state = "handshaking";
+      this.handshake(frame).catch((err: unknown) => this.abort(err));
+      return;
+    }
+    if (this.state !== "streaming") {
+      this.refuse("PROTOCOL_ERROR", `unexpected ${frame.type} during the handshake`);
+      return;
+    }
+    if (frame.type !== "DATA" && frame.type !== "ZERO" && frame.type !== "BARRIER") {
+      this.refuse("PROTOCOL_ERROR", `unexpected ${frame.type} from the agent`);
+      return;
+    }
+    if (frame.seq !== BigInt(this.expectedSeq)) {
+      this.refuse("SEQUENCE_ERROR", `frame seq ${frame.seq} out of order (expected ${this.expectedSeq})`);
+      return;
+    }
+    this.expectedSeq++;
+    switch (frame.type) {
+      case "DATA":
+        this.onData(frame);
+        break;
+      case "ZERO": {
+        const offset = Number(frame.offset);
+        const length = Number(frame.length);
+        if (!this.inDisk(offset, length)) return;
+        const seq = Number(frame.seq);
+        this.enqueue(0, async (vol) => {
+          await vol.writeZero(offset, length);
+          this.written(seq, offset + length, 0);
+        });
+        break;
+      }
+      case "BARRIER": {
+        const seq = Number(frame.seq);
+        const barrierId = Number(frame.barrierId);
+        const flags = frame.flags;
+        this.enqueue(0, async () => {
+          this.written(seq, this.cursor, 0);
+          const update: Record<string, unknown> = { lastBarrierId: barrierId };
+          if (flags & BarrierFlags.INITIAL_SYNC_COMPLETE) update.initialSyncComplete = true;
+          if (flags & BarrierFlags.CONSISTENT) update.lastConsistentAt = new Date().toISOString();
+          await this.flushNow(update);
+          this.host.onEvent?.({ type: "barrier", ...this.ids, barrierId, flags });
+        });
+        break;
+      }
+    }
+  }
+
+  private async handshake(hello: HelloFrame): Promise<void> {
+    const { limits } = this.host;
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      throw new FerryError(
+        "UNSUPPORTED_PROTOCOL_VERSION",
+        `agent speaks protocol version ${hello.protocolVersion}, this replicator speaks ${PROTOCOL_VERSION}: upgrade the older side`,
+      );
+    }
+    checkName("sourceServerId", hello.sourceServerId);
+    checkName("diskId", hello.diskId);
+    const hbs = hello.hashBlockSize;
+    if (hbs < 4096 || hbs > limits.maxDataLength || (hbs & (hbs - 1)) !== 0) {
+      throw new FerryError("BAD_HELLO", `hash block size ${hbs} must be a power of two from 4096 to ${limits.maxDataLength}`);
+    }
+    const lbs = hello.logicalBlockSize;
+    if (lbs < 512 || lbs > 65536 || (lbs & (lbs - 1)) !== 0) {
+      throw new FerryError("BAD_HELLO", `logical block size ${lbs} must be a power of two from 512 to 65536`);
+    }
+    if (hello.diskSize === 0n || hello.diskSize > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new FerryError("BAD_HELLO", `disk size ${hello.diskSize} is out of range`);
+    }
+    await this.host.authorize(hello);
+    this.ids = { sourceServerId: hello.sourceServerId, diskId: hello.diskId };
+    this.log = this.host.log.child(this.ids);
+    const key = `${hello.sourceServerId}/${hello.diskId}`;
+    await this.host.claim(key, this);
+    this.key = key;
+    if (this.state !== "handshaking") return; // closed while waiting
+    const volume = await StagingVolume.open(this.host.dataDir, hello.sourceServerId, hello.diskId);
+    this.volume = volume;
+    const generationId = hello.generationId.toString("hex");
+    const diskSize = Number(hello.diskSize);
+    if (hello.mode === HelloMode.NEW) {
+      await volume.startGeneration({ generationId, diskSize, logicalBlockSize: lbs, hashBlockSize: hbs });
+    } else {
+      const m = volume.meta;
+      if (m.generationId === "") {
+        throw new FerryError(
+          "GENERATION_UNKNOWN",
+          `this replicator has no staging volume for ${key}; the agent must start a new sync (its state belongs to another replicator or was removed)`,
+        );
+      }
+      if (m.generationId !== generationId) {
+        throw new FerryError(
+          "GENERATION_MISMATCH",
+          `the staging volume of ${key} belongs to generation ${m.generationId}, the agent resumes ${generationId}: start a new sync of this disk (ferry agent replicate --resync)`,
+        );
+      }
+      if (m.diskSize !== diskSize || m.hashBlockSize !== hbs) {
+        throw new FerryError(
+          "DISK_GEOMETRY_CHANGED",
+          `disk ${key} was ${m.diskSize} bytes (hash block ${m.hashBlockSize}) and is now ${diskSize} (hash block ${hbs}): start a new sync`,
+        );
+      }
+    }
+    this.expectedSeq = volume.meta.durableSeq + 1;
+    this.lastWrittenSeq = volume.meta.durableSeq;
+    this.cursor = volume.meta.resumeOffset;
+    this.state = "streaming";
+    this.conn.send({
+      type: "WELCOME",
+      protocolVersion: PROTOCOL_VERSION,
+      generationId: hello.generationId,
+      resumeOffset: BigInt(volume.meta.resumeOffset),
+      durableSeq: BigInt(volume.meta.durableSeq),
+      maxDataLength: limits.maxDataLength,
+      heartbeatIntervalMs: limits.heartbeatIntervalMs,
+    });
+    this.conn.heartbeat({ intervalMs: limits.heartbeatIntervalMs, idleTimeoutMs: limits.idleTimeoutMs });
+    this.log.info("session started", {
+      mode: hello.mode === HelloMode.NEW ? "NEW" : "RESUME",
+      resumeOffset: volume.meta.resumeOffset,
+      durableSeq: volume.meta.durableSeq,
+      diskSize,
+    });
+    this.host.onEvent?.({
+      type: "hello",
+      ...this.ids,
+      mode: hello.mode === HelloMode.NEW ? "NEW" : "RESUME",
+      resumeOffset: volume.meta.resumeOffset,
+    });
+  }
+
+  private inDisk(offset: number, length: number): boolean {
+    const m = this.volume!.meta;
+    if (offset % m.hashBlockSize !== 0 || length <= 0 || offset + length > m.diskSize) {
+      this.refuse(
+        "BAD_RANGE",
+        `range ${offset}+${length} is not aligned to ${m.hashBlockSize} or beyond the ${m.diskSize}-byte disk`,
+      );
+      return false;
+    }
+    return true;
+  }
+
+  private onData(frame: DataFrame): void {
+    const m = this.volume!.meta;
+    const offset = Number(frame.offset);
+    const length = frame.length;
+    if (length > this.host.limits.maxDataLength) {
+      this.refuse("FRAME_TOO_LARGE", `DATA of ${length} bytes exceeds the ${this.host.limits.maxDataLength}-byte limit`);
+      return;
+    }
+    if (!this.inDisk(offset, length)) return;
+    if (frame.hashes.length !== Math.ceil(length / m.hashBlockSize) * HASH_BYTES) {
+      this.refuse("BAD_HASHES", `DATA at ${offset} carries ${frame.hashes.length / HASH_BYTES} hashes for ${length} bytes`);
+      return;
+    }
+    const prepared = this.prepare(frame, m.hashBlockSize);
+    prepared.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
+    const seq = Number(frame.seq);
+    this.enqueue(length, async (vol) => {
+      const data = await prepared;
+      await vol.writeData(offset, data, frame.hashes);
+      this.written(seq, offset + length, length);
+    });
+  }
+
+  /** Decompresses and verifies a payload; never lets damaged data through. */
+  private async prepare(frame: DataFrame, hashBlockSize: number): Promise<Buffer> {
+    let data = frame.payload;
+    if (frame.compression === Compression.ZSTD) {
+      try {
+        data = await decompress(frame.payload, { maxOutputLength: frame.length });
+      } catch (err) {
+        throw new FerryError(
+          "DATA_CHECKSUM_MISMATCH",
+          `DATA at offset ${frame.offset} does not decompress (${(err as Error).message}): damaged in transit, not written`,
+        );
+      }
+    }
+    if (data.length !== frame.length || !blockHashes(data, hashBlockSize).equals(frame.hashes)) {
+      throw new FerryError(
+        "DATA_CHECKSUM_MISMATCH",
+        `DATA at offset ${frame.offset} failed its BLAKE3 check: damaged in transit, not written; the agent resends it`,
+        { details: { offset: Number(frame.offset) } },
+      );
+    }
+    return data;
+  }
+
+  private enqueue(bytes: number, apply: (vol: StagingVolume) => Promise<void>): void {
+    this.pendingBytes += bytes;
+    this.pendingFrames++;
+    if (this.pendingBytes > this.host.limits.maxPendingBytes) this.conn.stream.pause();
+    this.chain = this.chain.then(async () => {
+      if (this.state !== "streaming") return;
+      try {
+        await apply(this.volume!);
+      } catch (err) {
+        this.abort(err);
+      } finally {
+        this.pendingBytes -= bytes;
+        this.pendingFrames--;
+        if (this.pendingBytes <= this.host.limits.maxPendingBytes / 2) this.conn.stream.resume();
+      }
+    });
+  }
+
+  private written(seq: number, end: number, bytes: number): void {
+    this.lastWrittenSeq = seq;
+    this.cursor = Math.max(this.cursor, end);
+    this.bytesSinceFlush += bytes;
+    if (this.pendingFrames <= 1 || this.bytesSinceFlush >= this.host.limits.flushBytes) this.requestFlush();
+  }
+
+  private requestFlush(): void {
+    if (this.flushing) {
+      this.flushWanted = true;
+      return;
+    }
+    const seq = this.lastWrittenSeq;
+    const cursor = this.cursor;
+    this.bytesSinceFlush = 0;
+    this.flushing = this.doFlush(seq, cursor, {}).finally(() => {
+      this.flushing = undefined;
+      if (this.flushWanted && this.state === "streaming") {
+        this.flushWanted = false;
+        if (this.lastWrittenSeq > this.volume!.meta.durableSeq) this.requestFlush();
+      }
+    });
+  }
+
+  /** A flush that must finish before the next frame is applied (barriers). */
+  private async flushNow(update: Record<string, unknown>): Promise<void> {
+    while (this.flushing) await this.flushing;
+    this.bytesSinceFlush = 0;
+    await this.doFlush(this.lastWrittenSeq, this.cursor, update);
+  }
+
+  private async doFlush(seq: number, cursor: number, update: Record<string, unknown>): Promise<void> {
+    const vol = this.volume;
+    if (!vol || this.state !== "streaming") return;
+    if (seq <= vol.meta.durableSeq && Object.keys(update).length === 0) return;
+    try {
+      await vol.flush({ ...update, durableSeq: seq, resumeOffset: cursor });
+    } catch (err) {
+      this.abort(err);
+      return;
+    }
+    this.conn.send({ type: "ACK", seq: BigInt(seq) });
+    this.host.onEvent?.({ type: "durable", ...this.ids, seq, resumeOffset: cursor });
+  }
+
+  private refuse(code: string, message: string): void {
+    if (this.state === "failed" || this.state === "closed") return;
+    this.state = "failed";
+    this.log.warn("refused", { code, message });
+    this.conn.sendErrorAndClose(code, message);
+  }
+
+  private abort(err: unknown): void {
+    if (err instanceof FerryError) {
+      this.refuse(err.code, err.message);
+    } else {
+      this.log.error("internal error", { error: String((err as Error)?.stack ?? err) });
+      this.refuse("INTERNAL", `replicator internal error: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+
+  private async onClose(err: Error | undefined): Promise<void> {
+    clearTimeout(this.helloTimer);
+    const wasStreaming = this.state === "streaming";
+    if (this.state !== "failed") this.state = "failed";
+    // Let queued writes settle (they are skipped once failed), then close the volume.
+    await this.chain.catch(() => {});
+    if (this.flushing) await this.flushing.catch(() => {});
+    await this.volume?.close();
+    this.state = "closed";
+    if (this.key) this.host.release(this.key, this);
+    if (wasStreaming || err) {
+      this.log.info("session ended", { error: err?.message });
+      if (this.ids.diskId) this.host.onEvent?.({ type: "closed", ...this.ids, error: err?.message });
+    }
+    this.resolveEnded();
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Per-block hashes, as carried in DATA frames and stored by the replicator:
+ * BLAKE3-256 of each `hashBlockSize` piece of the raw data (the last piece of
+ * a disk may be short). A block of zeros is recorded as ZERO_BLOCK_HASH (all
+ * zero bytes), which no BLAKE3 digest is in practice.
+ */
+import { blake3 } from "@napi-rs/blake-hash";
+import { HASH_BYTES } from "./messages.ts";
+
+export const ZERO_BLOCK_HASH = Buffer.alloc(HASH_BYTES);
+
+/** BLAKE3 of each hash block of `data`, concatenated. */
+export function blockHashes(data: Buffer, hashBlockSize: number): Buffer {
+  const n = Math.ceil(data.length / hashBlockSize);
+  const out = Buffer.allocUnsafe(n * HASH_BYTES);
+  for (let i = 0; i < n; i++) {
+    blake3(data.subarray(i * hashBlockSize, (i + 1) * hashBlockSize)).copy(out, i * HASH_BYTES);
+  }
+  return out;
+}
+
+/** The hash recorded for one block: the zero marker for zeros, else its BLAKE3. */
+export function recordedHash(block: Buffer): Buffer {
+  return isZero(block) ? ZERO_BLOCK_HASH : blake3(block);
+}
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+export function isZero(block: Buffer): boolean {
+  for (let at = 0; at < block.length; at += ZEROS.length) {
+    const piece = block.subarray(at, at + ZEROS.length);
+    if (!piece.equals(ZEROS.subarray(0, piece.length))) return false;
+  }
+  return true;
+}
