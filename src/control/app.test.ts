@@ -1,0 +1,425 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { TestPlane, TestResponse } from "./testing.ts";
+import { createTestPlane, registration } from "./testing.ts";
+import type { SourceServer } from "../model/mgn-shapes.gen.ts";
+
+function expectError(r: TestResponse, status: number, type: string): void {
+  assert.equal(r.status, status, JSON.stringify(r.body));
+  assert.equal(r.headers.get("x-amzn-ErrorType"), type);
+  assert.equal(r.body.code, type);
+  assert.equal(typeof r.body.message, "string");
+}
+
+const TEMPLATE = {
+  stagingAreaSubnetId: "subnet-0123456789abcdef0",
+  associateDefaultSecurityGroup: true,
+  replicationServersSecurityGroupsIDs: [],
+  replicationServerInstanceType: "t3.small",
+  useDedicatedReplicationServer: false,
+  defaultLargeStagingDiskType: "GP3",
+  ebsEncryption: "DEFAULT",
+  bandwidthThrottling: 0,
+  dataPlaneRouting: "PRIVATE_IP",
+  createPublicIP: false,
+  stagingAreaTags: {},
+};
+
+async function withPlane(fn: (t: TestPlane) => Promise<void>): Promise<void> {
+  const t = await createTestPlane({ agentNotSeenAfterSeconds: 60 });
+  try {
+    await fn(t);
+  } finally {
+    await t.close();
+  }
+}
+
+async function registerServer(t: TestPlane, identity: string, extra: Record<string, unknown> = {}) {
+  const install = await t.cp.accessKeys.create("install", "installer");
+  const r = await t.call("/ferry/agent/register", registration(identity, extra), { creds: install });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body as {
+    sourceServerID: string;
+    agentCredentials: { accessKeyId: string; secretAccessKey: string };
+  };
+}
+
+test("UninitializedAccountException before InitializeService, then 204", async () => {
+  await withPlane(async (t) => {
+    expectError(await t.call("/DescribeSourceServers", {}), 400, "UninitializedAccountException");
+    const init = await t.call("/InitializeService", {});
+    assert.equal(init.status, 204);
+    const d = await t.call("/DescribeSourceServers", {});
+    assert.equal(d.status, 200);
+    assert.deepEqual(d.body.items, []);
+  });
+});
+
+test("templates: create (201, rct- id, arn), describe, update, delete; CUSTOM encryption refused", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const c = await t.call("/CreateReplicationConfigurationTemplate", { ...TEMPLATE, tags: { team: "a" } });
+    assert.equal(c.status, 201, JSON.stringify(c.body));
+    const id = c.body.replicationConfigurationTemplateID as string;
+    assert.match(id, /^rct-[0-9a-zA-Z]{17}$/);
+    assert.equal(c.body.arn, `arn:aws:mgn:us-east-1:000000000000:replication-configuration-template/${id}`);
+    const u = await t.call("/UpdateReplicationConfigurationTemplate", {
+      replicationConfigurationTemplateID: id,
+      bandwidthThrottling: 100,
+    });
+    assert.equal(u.status, 200);
+    assert.equal(u.body.bandwidthThrottling, 100);
+    assert.equal(u.body.stagingAreaSubnetId, TEMPLATE.stagingAreaSubnetId);
+    const d = await t.call("/DescribeReplicationConfigurationTemplates", {
+      replicationConfigurationTemplateIDs: [id],
+    });
+    assert.equal((d.body.items as unknown[]).length, 1);
+    const bad = await t.call("/CreateReplicationConfigurationTemplate", {
+      ...TEMPLATE,
+      ebsEncryption: "CUSTOM",
+    });
+    expectError(bad, 400, "ValidationException");
+    assert.equal(bad.body.reason, "fieldValidationFailed");
+    assert.equal(
+      (await t.call("/DeleteReplicationConfigurationTemplate", { replicationConfigurationTemplateID: id }))
+        .status,
+      204,
+    );
+    const gone = await t.call("/DeleteReplicationConfigurationTemplate", {
+      replicationConfigurationTemplateID: id,
+    });
+    expectError(gone, 404, "ResourceNotFoundException");
+    assert.equal(gone.body.resourceId, id);
+    assert.equal(gone.body.resourceType, "REPLICATION_CONFIGURATION_TEMPLATE");
+  });
+});
+
+test("ValidationException carries reason and fieldList from MGN's constraints", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const r = await t.call("/CreateReplicationConfigurationTemplate", {
+      ...TEMPLATE,
+      bandwidthThrottling: 10001,
+      stagingAreaSubnetId: "vpc-1",
+    });
+    expectError(r, 400, "ValidationException");
+    assert.equal(r.body.reason, "fieldValidationFailed");
+    const names = (r.body.fieldList as { name: string }[]).map((f) => f.name).sort();
+    assert.deepEqual(names, ["bandwidthThrottling", "stagingAreaSubnetId"]);
+    const id = await t.call("/GetReplicationConfiguration", { sourceServerID: "s-123" });
+    expectError(id, 400, "ValidationException");
+    const unknown = await t.call("/FlyToTheMoon", {});
+    expectError(unknown, 400, "ValidationException");
+    assert.equal(unknown.body.reason, "unknownOperation");
+    const missing = await t.call("/GetReplicationConfiguration", { sourceServerID: "s-0123456789abcdef0" });
+    expectError(missing, 404, "ResourceNotFoundException");
+    assert.equal(missing.body.resourceType, "SOURCE_SERVER");
+  });
+});
+
+test("a registered server: s- id, template settings, replication state from reports, READY_FOR_TEST after initial sync", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    await t.call("/CreateReplicationConfigurationTemplate", { ...TEMPLATE, bandwidthThrottling: 50 });
+    const reg = await registerServer(t, "machine-0001");
+    assert.match(reg.sourceServerID, /^s-[0-9a-zA-Z]{17}$/);
+    const again = await registerServer(t, "machine-0001");
+    assert.equal(again.sourceServerID, reg.sourceServerID, "same identity, same server");
+
+    let s = ((await t.call("/DescribeSourceServers", {})).body.items as SourceServer[])[0]!;
+    assert.equal(s.lifeCycle?.state, "NOT_READY");
+    assert.equal(s.dataReplicationInfo?.dataReplicationState, "INITIATING");
+    const steps = s.dataReplicationInfo?.dataReplicationInitiation?.steps as {
+      name: string;
+      status: string;
+    }[];
+    assert.equal(steps.find((x) => x.name === "AUTHENTICATE_WITH_SERVICE")?.status, "SUCCEEDED");
+    const cfg = await t.call("/GetReplicationConfiguration", { sourceServerID: reg.sourceServerID });
+    assert.equal(cfg.body.bandwidthThrottling, 50);
+    assert.equal((cfg.body.replicatedDisks as unknown[]).length, 2);
+
+    const agent = again.agentCredentials;
+    const disk = (replicated: number, backlog = 0) => [
+      {
+        deviceName: "/dev/vda",
+        totalStorageBytes: 1000,
+        replicatedStorageBytes: replicated,
+        rescannedStorageBytes: 0,
+        backloggedStorageBytes: backlog,
+      },
+    ];
+    const rep = await t.call(
+      "/ferry/agent/report",
+      {
+        sourceServerID: reg.sourceServerID,
+        dataReplicationState: "INITIAL_SYNC",
+        replicatedDisks: disk(100),
+      },
+      { creds: agent },
+    );
+    assert.equal(rep.status, 200, JSON.stringify(rep.body));
+    assert.equal(rep.body.desiredReplicationState, "RUNNING");
+    t.clock.now += 10_000;
+    await t.call(
+      "/ferry/agent/report",
+      {
+        sourceServerID: reg.sourceServerID,
+        dataReplicationState: "INITIAL_SYNC",
+        replicatedDisks: disk(300),
+      },
+      { creds: agent },
+    );
+    s = ((await t.call("/DescribeSourceServers", {})).body.items as SourceServer[])[0]!;
+    assert.equal(s.dataReplicationInfo?.dataReplicationState, "INITIAL_SYNC");
+    // 200 bytes in 10 s → 20 B/s; 700 left → 35 s.
+    assert.equal(Date.parse(s.dataReplicationInfo?.etaDateTime ?? "") - t.clock.now, 35_000);
+    assert.ok(s.lifeCycle?.firstByteDateTime);
+    assert.equal(s.lifeCycle?.state, "NOT_READY");
+
+    t.clock.now += 1000;
+    await t.call(
+      "/ferry/agent/report",
+      { sourceServerID: reg.sourceServerID, dataReplicationState: "CONTINUOUS", replicatedDisks: disk(1000) },
+      { creds: agent },
+    );
+    s = ((await t.call("/DescribeSourceServers", {})).body.items as SourceServer[])[0]!;
+    assert.equal(s.lifeCycle?.state, "READY_FOR_TEST");
+    assert.equal(s.dataReplicationInfo?.lagDuration, "PT0S");
+
+    // Silence beyond the bound: STALLED with AGENT_NOT_SEEN, lag counting.
+    t.clock.now += 61_000;
+    s = ((await t.call("/DescribeSourceServers", {})).body.items as SourceServer[])[0]!;
+    assert.equal(s.dataReplicationInfo?.dataReplicationState, "STALLED");
+    assert.equal(s.dataReplicationInfo?.dataReplicationError?.error, "AGENT_NOT_SEEN");
+    assert.equal(s.dataReplicationInfo?.lagDuration, "PT1M1S");
+    const retry = await t.call("/RetryDataReplication", { sourceServerID: reg.sourceServerID });
+    assert.equal(retry.status, 200);
+    assert.equal((retry.body as SourceServer).dataReplicationInfo?.dataReplicationState, "INITIATING");
+    expectError(
+      await t.call("/RetryDataReplication", { sourceServerID: reg.sourceServerID }),
+      409,
+      "ConflictException",
+    );
+  });
+});
+
+test("lifecycle: pause/resume/stop/start, disconnect, archive, delete — and refusals with ConflictException", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const { sourceServerID: id, agentCredentials } = await registerServer(t, "machine-0002");
+    const op = (name: string, extra: Record<string, unknown> = {}) =>
+      t.call(`/${name}`, { sourceServerID: id, ...extra });
+    expectError(await op("ResumeReplication"), 409, "ConflictException");
+    expectError(await op("MarkAsArchived"), 409, "ConflictException");
+    expectError(await op("DeleteSourceServer"), 409, "ConflictException");
+    const notLaunchable = await op("ChangeServerLifeCycleState", {
+      lifeCycle: { state: "READY_FOR_CUTOVER" },
+    });
+    expectError(notLaunchable, 409, "ConflictException");
+    assert.equal(notLaunchable.body.resourceId, id);
+    assert.equal(notLaunchable.body.resourceType, "SOURCE_SERVER");
+
+    const p = await op("PauseReplication");
+    assert.equal((p.body as SourceServer).dataReplicationInfo?.dataReplicationState, "PAUSED");
+    const rep = await t.call(
+      "/ferry/agent/report",
+      { sourceServerID: id, dataReplicationState: "CONTINUOUS" },
+      { creds: agentCredentials },
+    );
+    assert.equal(rep.body.desiredReplicationState, "PAUSED", "the agent learns it should pause");
+    expectError(await op("PauseReplication"), 409, "ConflictException");
+    assert.equal(
+      ((await op("ResumeReplication")).body as SourceServer).dataReplicationInfo?.dataReplicationState,
+      "CONTINUOUS",
+    );
+    const stopped = await op("StopReplication");
+    assert.equal((stopped.body as SourceServer).lifeCycle?.state, "STOPPED");
+    assert.equal((stopped.body as SourceServer).dataReplicationInfo?.dataReplicationState, "STOPPED");
+    assert.equal((await op("StartReplication")).status, 200);
+
+    const d = await op("DisconnectFromService");
+    assert.equal((d.body as SourceServer).lifeCycle?.state, "DISCONNECTED");
+    assert.equal((d.body as SourceServer).dataReplicationInfo?.dataReplicationState, "DISCONNECTED");
+    expectError(await op("DisconnectFromService"), 409, "ConflictException");
+    expectError(await op("StartReplication"), 409, "ConflictException");
+    // Disconnecting revoked the agent's credentials.
+    const late = await t.call(
+      "/ferry/agent/report",
+      { sourceServerID: id, dataReplicationState: "CONTINUOUS" },
+      { creds: agentCredentials },
+    );
+    expectError(late, 403, "UnrecognizedClientException");
+
+    const a = await op("MarkAsArchived");
+    assert.equal(a.body.isArchived, true);
+    const archived = await t.call("/DescribeSourceServers", { filters: { isArchived: true } });
+    assert.equal((archived.body.items as unknown[]).length, 1);
+    assert.equal(
+      ((await t.call("/DescribeSourceServers", { filters: { isArchived: false } })).body.items as unknown[])
+        .length,
+      0,
+    );
+    assert.equal((await op("DeleteSourceServer")).status, 204);
+    expectError(await op("GetLaunchConfiguration"), 404, "ResourceNotFoundException");
+  });
+});
+
+test("launch operations refuse clearly (no fake job)", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const { sourceServerID: id } = await registerServer(t, "machine-0003");
+    for (const [name, body] of [
+      ["StartTest", { sourceServerIDs: [id] }],
+      ["StartCutover", { sourceServerIDs: [id] }],
+      ["TerminateTargetInstances", { sourceServerIDs: [id] }],
+      ["FinalizeCutover", { sourceServerID: id }],
+    ] as const) {
+      const r = await t.call(`/${name}`, body);
+      expectError(r, 400, "ValidationException");
+      assert.match(r.body.message as string, /not available/);
+    }
+    assert.deepEqual((await t.call("/DescribeJobs", {})).body.items, []);
+  });
+});
+
+test("pagination and filters of DescribeSourceServers", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push((await registerServer(t, `machine-page-${i}`)).sourceServerID);
+    const seen: string[] = [];
+    let token: string | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const r = await t.call("/DescribeSourceServers", {
+        maxResults: 3,
+        ...(token ? { nextToken: token } : {}),
+      });
+      seen.push(...(r.body.items as { sourceServerID: string }[]).map((s) => s.sourceServerID));
+      token = r.body.nextToken as string | undefined;
+      if (!token) break;
+    }
+    // Every server exactly once across the pages (ties in creation time order by id).
+    assert.deepEqual([...seen].sort(), [...ids].sort());
+    const two = await t.call("/DescribeSourceServers", { filters: { sourceServerIDs: [ids[1], ids[4]] } });
+    assert.deepEqual(
+      (two.body.items as { sourceServerID: string }[]).map((s) => s.sourceServerID).sort(),
+      [ids[1], ids[4]].sort(),
+    );
+    const byState = await t.call("/DescribeSourceServers", {
+      filters: { lifeCycleStates: ["READY_FOR_TEST"] },
+    });
+    assert.equal((byState.body.items as unknown[]).length, 0);
+    expectError(await t.call("/DescribeSourceServers", { nextToken: "bogus" }), 400, "ValidationException");
+  });
+});
+
+test("tags on /tags/{arn}: add, list, remove", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const { sourceServerID: id } = await registerServer(t, "machine-tags", { tags: { env: "prod" } });
+    const arn = `arn:aws:mgn:us-east-1:000000000000:source-server/${id}`;
+    const path = `/tags/${encodeURIComponent(arn)}`;
+    assert.equal((await t.call(path, { tags: { owner: "ops", tier: "web" } })).status, 200);
+    assert.deepEqual((await t.call(path, undefined, { method: "GET" })).body.tags, {
+      env: "prod",
+      owner: "ops",
+      tier: "web",
+    });
+    assert.equal(
+      (await t.call(path, undefined, { method: "DELETE", query: { tagKeys: ["env", "tier"] } })).status,
+      200,
+    );
+    assert.deepEqual((await t.call(path, undefined, { method: "GET" })).body.tags, { owner: "ops" });
+    const other = `/tags/${encodeURIComponent("arn:aws:mgn:us-east-1:000000000000:source-server/s-0123456789abcdef0")}`;
+    expectError(await t.call(other, undefined, { method: "GET" }), 404, "ResourceNotFoundException");
+  });
+});
+
+test("authentication and scopes: wrong signature, tampered body, expired, unknown key, install key on operator operation, agent key for another server", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    expectError(
+      await t.call(
+        "/DescribeSourceServers",
+        {},
+        { creds: { ...t.operator, secretAccessKey: "wrong-secret-wrong-secret-wrong-secret00" } },
+      ),
+      403,
+      "InvalidSignatureException",
+    );
+    expectError(
+      await t.call(
+        "/DescribeSourceServers",
+        { maxResults: 5 },
+        { tamper: (i) => void (i.body = JSON.stringify({ maxResults: 6 })) },
+      ),
+      403,
+      "InvalidSignatureException",
+    );
+    expectError(
+      await t.call("/DescribeSourceServers", {}, { signingDate: new Date(t.clock.now - 6 * 60_000) }),
+      403,
+      "InvalidSignatureException",
+    );
+    assert.equal(
+      (await t.call("/DescribeSourceServers", {}, { signingDate: new Date(t.clock.now - 4 * 60_000) }))
+        .status,
+      200,
+    );
+    expectError(
+      await t.call("/DescribeSourceServers", {}, { region: "eu-west-1" }),
+      403,
+      "InvalidSignatureException",
+    );
+    expectError(
+      await t.call(
+        "/DescribeSourceServers",
+        {},
+        { creds: { accessKeyId: "FKOPNOSUCHKEY", secretAccessKey: "x" } },
+      ),
+      403,
+      "UnrecognizedClientException",
+    );
+    const install = await t.cp.accessKeys.create("install", "installer");
+    expectError(await t.call("/DescribeSourceServers", {}, { creds: install }), 403, "AccessDeniedException");
+    const a = await registerServer(t, "machine-a-0001");
+    const b = await registerServer(t, "machine-b-0001");
+    expectError(
+      await t.call(
+        "/ferry/agent/report",
+        { sourceServerID: b.sourceServerID, dataReplicationState: "CONTINUOUS" },
+        { creds: a.agentCredentials },
+      ),
+      403,
+      "AccessDeniedException",
+    );
+    expectError(
+      await t.call("/DescribeSourceServers", {}, { creds: a.agentCredentials }),
+      403,
+      "AccessDeniedException",
+    );
+    expectError(
+      await t.call("/ferry/agent/register", registration("machine-c-0001"), { creds: a.agentCredentials }),
+      403,
+      "AccessDeniedException",
+    );
+    const unsigned = await t.cp.app.request("https://mgn.ferry.test/DescribeSourceServers", {
+      method: "POST",
+      body: "{}",
+    });
+    assert.equal(unsigned.status, 403);
+    assert.equal(unsigned.headers.get("x-amzn-ErrorType"), "MissingAuthenticationTokenException");
+  });
+});
+
+test("healthz and metrics", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    await registerServer(t, "machine-metrics");
+    const h = await t.cp.app.request("/healthz");
+    assert.equal(h.status, 200);
+    const m = await (await t.cp.app.request("/metrics")).text();
+    assert.match(m, /ferry_api_requests_total\{operation="InitializeService",status="204"\} 1/);
+    assert.match(m, /ferry_source_servers 1/);
+  });
+});

@@ -1,0 +1,71 @@
+/** The control plane's options and their resolution to fully-specified values. */
+import { join } from "node:path";
+import type { Logger } from "../lib/log.ts";
+import { createLogger } from "../lib/log.ts";
+import { FerryError } from "../lib/errors.ts";
+
+export interface ControlPlaneOptions {
+  /** Where the SQLite database, the master key and the certificates live. */
+  dataDir: string;
+  /** A `postgres://` URL: keep state in PostgreSQL instead of SQLite (several servers may share it). */
+  databaseUrl?: string;
+  /** The region clients sign for and ARNs carry. @default "us-east-1" */
+  region?: string;
+  /** The 12-digit account id in ARNs. @default "000000000000" */
+  accountId?: string;
+  /** The secrets' master key, 32 bytes base64. @default env FERRY_MASTER_KEY, else `<dataDir>/master.key` (created) */
+  masterKey?: string;
+  /** A server with no agent report for this long shows STALLED / AGENT_NOT_SEEN. @default 60 */
+  agentNotSeenAfterSeconds?: number;
+  /** How often agents are asked to report. @default 10 */
+  reportIntervalSeconds?: number;
+  /** @default Date.now */
+  now?: () => number;
+  /** @default JSON lines on stderr */
+  logger?: Logger;
+}
+
+export interface ResolvedControlPlaneOptions {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  sqlitePath: string;
+  region: string;
+  accountId: string;
+  masterKey: string | undefined;
+  masterKeyFile: string;
+  agentNotSeenAfterSeconds: number;
+  reportIntervalSeconds: number;
+  now: () => number;
+  logger: Logger;
+}
+
+export function resolveControlPlaneOptions(o: ControlPlaneOptions): ResolvedControlPlaneOptions {
+  const region = o.region ?? "us-east-1";
+  if (!/^[a-z0-9-]{1,32}$/.test(region))
+    throw new FerryError(
+      "BAD_REGION",
+      `Region '${region}' is not a valid region name (lowercase letters, digits and dashes).`,
+    );
+  const accountId = o.accountId ?? "000000000000";
+  if (!/^\d{12}$/.test(accountId))
+    throw new FerryError("BAD_ACCOUNT_ID", `Account id '${accountId}' must be 12 digits.`);
+  if (o.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(o.databaseUrl)) {
+    throw new FerryError(
+      "BAD_DATABASE_URL",
+      `Database URL must start with postgres:// (got '${o.databaseUrl.split(":")[0]}:…'). Leave it out to use SQLite in the data directory.`,
+    );
+  }
+  return {
+    dataDir: o.dataDir,
+    databaseUrl: o.databaseUrl,
+    sqlitePath: join(o.dataDir, "ferry.db"),
+    region,
+    accountId,
+    masterKey: o.masterKey ?? process.env.FERRY_MASTER_KEY,
+    masterKeyFile: join(o.dataDir, "master.key"),
+    agentNotSeenAfterSeconds: o.agentNotSeenAfterSeconds ?? 60,
+    reportIntervalSeconds: o.reportIntervalSeconds ?? 10,
+    now: o.now ?? Date.now,
+    logger: o.logger ?? createLogger({ fields: { component: "control" } }),
+  };
+}
