@@ -120,13 +120,13 @@ export function routeFindings(ctx: CheckContext, rule: string, from: Party, to: 
       continue;
     }
     if (m.target === "local") {
-      if (to.vpcId !== null && to.vpcId !== from.vpcId) {
+      if (to.vpcId !== from.vpcId) {
         out.push({
           rule,
           code: "NO_ROUTE_TO_DESTINATION",
           resources: [tableId],
           found: `${dest.text} falls inside ${from.vpcId}'s own CIDR: the local route keeps it in the VPC`,
-          fix: `re-address one side so ${from.vpcId} and ${to.vpcId} do not overlap`,
+          fix: `re-address one side so ${from.vpcId} and ${to.vpcId ?? dest.text} do not overlap`,
         });
       }
       continue;
