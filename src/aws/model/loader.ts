@@ -53,13 +53,26 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === "" ? "(top level)" : out;
 }
 
+/** The AWS CLI command whose output `file` holds: `ec2 describe-subnets`, `mgn get-replication-configuration`, … */
+export function cliCommand(file: string): string {
+  const name = file.replace(/\.json$/, "");
+  if (name.startsWith("describe-vpc-attribute-")) return "ec2 describe-vpc-attribute";
+  if (name.startsWith("list-resolver-endpoint-ip-addresses"))
+    return "route53resolver list-resolver-endpoint-ip-addresses";
+  if (name.startsWith("list-resolver-endpoints")) return "route53resolver list-resolver-endpoints";
+  if (name.startsWith("get-replication-configuration")) return "mgn get-replication-configuration";
+  if (name === "describe-replication-configuration-templates")
+    return "mgn describe-replication-configuration-templates";
+  return `ec2 ${name}`;
+}
+
 /** Validates parsed JSON against a schema; the error names the file, the field and what was expected. */
 export function validateFile<T extends z.ZodType>(file: string, schema: T, value: unknown): z.infer<T> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const field = issue ? formatPath(issue.path) : "(top level)";
-  const command = file.replace(/(-(vpc|rslvr|s)-[^.]*)?\.json$/, "").replace(/-/, " ");
+  const command = cliCommand(file);
   throw new FerryError(
     "AWS_INPUT_INVALID",
     `${file}: field ${field}: ${issue?.message ?? "invalid"}; expected the JSON that \`aws ${command}\` prints`,
@@ -93,7 +106,7 @@ async function required<T extends z.ZodType>(dir: string, file: string, schema: 
   if (value === undefined) {
     throw new FerryError(
       "AWS_INPUT_MISSING",
-      `${join(dir, file)} is missing; run \`ferry aws collect\` or save \`aws ${file.replace(".json", "").replace("-", " ")} --output json\` there`,
+      `${join(dir, file)} is missing; run \`ferry aws collect\` or save \`aws ${cliCommand(file)} --output json\` there`,
       { details: { file } },
     );
   }
