@@ -4,12 +4,14 @@
 # tested on run as root); without it, prints what is missing and continues.
 set -eu
 # command -> package
-NEEDED="mke2fs:e2fsprogs losetup:mount rsync:rsync openssl:openssl mkfs.xfs:xfsprogs ip:iproute2 iptables:iptables tc:iproute2 fsck.ext4:e2fsprogs"
+NEEDED="mke2fs:e2fsprogs losetup:mount rsync:rsync openssl:openssl mkfs.xfs:xfsprogs ip:iproute2 iptables:iptables tc:iproute2 fsck.ext4:e2fsprogs initdb:postgresql"
 MISSING=""
 for pair in $NEEDED; do
   cmd=${pair%%:*}
   pkg=${pair#*:}
-  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/sbin/$cmd" ]; then
+  # PostgreSQL's server binaries live off PATH, in /usr/lib/postgresql/<version>/bin.
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/sbin/$cmd" ] &&
+    ! ls /usr/lib/postgresql/*/bin/"$cmd" >/dev/null 2>&1; then
     case " $MISSING " in *" $pkg "*) ;; *) MISSING="$MISSING $pkg" ;; esac
   fi
 done

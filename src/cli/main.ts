@@ -10,6 +10,8 @@ import { type CliContext, writeJson, writeLine } from "./context.ts";
 import { registerDemo } from "./demo.ts";
 import { registerReplicator } from "./replicator.ts";
 import { registerAgent } from "./agent.ts";
+import { registerServer } from "./server.ts";
+import { registerAccessKey } from "./access-key.ts";
 
 export const VERSION = "0.1.0";
 
@@ -28,6 +30,8 @@ export function createProgram(ctx: CliContext): Command {
   registerDemo(program, ctx);
   registerReplicator(program, ctx);
   registerAgent(program, ctx);
+  registerServer(program, ctx);
+  registerAccessKey(program, ctx);
   return program;
 }
 

@@ -1,0 +1,124 @@
+/** `ferry server`: the control plane (MGN-compatible API) over HTTPS. */
+import type { Command } from "commander";
+import { Option } from "commander";
+import type { CliContext } from "./context.ts";
+import { writeJson, writeLine } from "./context.ts";
+import { startServer } from "../control/index.ts";
+import { createLogger } from "../lib/log.ts";
+import { FerryError } from "../lib/errors.ts";
+
+export const DEFAULT_DATA_DIR = "ferry-data";
+
+/** `HOST:PORT`, `[v6]:PORT` or `PORT`. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))?:?(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535)
+    throw new FerryError(
+      "BAD_LISTEN",
+      `--listen '${text}' is not HOST:PORT (for example 0.0.0.0:8443 or 127.0.0.1:0).`,
+    );
+  return { host: m[1] ?? m[2] ?? "127.0.0.1", port };
+}
+
+export interface StoreFlags {
+  dataDir: string;
+  databaseUrl?: string;
+  region: string;
+}
+
+/** Flags shared by the commands that open the control plane's state. */
+export function addStoreOptions(cmd: Command, ctx: CliContext): Command {
+  return cmd
+    .addOption(
+      new Option("--data-dir <dir>", "state, keys and certificates").default(
+        ctx.env.FERRY_DATA_DIR ?? DEFAULT_DATA_DIR,
+      ),
+    )
+    .addOption(
+      new Option(
+        "--database-url <url>",
+        "PostgreSQL URL (postgres://…) instead of SQLite in the data dir",
+      ).env("FERRY_DATABASE_URL"),
+    )
+    .addOption(
+      new Option("--region <region>", "region name clients sign for").default(
+        ctx.env.FERRY_REGION ?? "us-east-1",
+      ),
+    );
+}
+
+export function registerServer(program: Command, ctx: CliContext): void {
+  const cmd = program
+    .command("server")
+    .description(
+      "Run the control plane: the MGN-compatible API over HTTPS (creates a CA and certificate on first start)",
+    )
+    .option("--listen <host:port>", "address to listen on", "127.0.0.1:8443")
+    .option(
+      "--cert-name <name...>",
+      "DNS names and IPs for the generated server certificate (default: localhost, 127.0.0.1, hostname)",
+    )
+    .option("--tls-cert <file>", "use this server certificate (PEM) instead of generating one")
+    .option("--tls-key <file>", "the key of --tls-cert")
+    .option("--tls-ca <file>", "the CA that issued --tls-cert, published to clients")
+    .option("--account-id <id>", "12-digit account id in ARNs", "000000000000")
+    .option("--json", "print one JSON line when ready");
+  addStoreOptions(cmd, ctx).action(
+    async (
+      o: StoreFlags & {
+        listen: string;
+        certName?: string[];
+        tlsCert?: string;
+        tlsKey?: string;
+        tlsCa?: string;
+        accountId: string;
+        json?: boolean;
+      },
+    ) => {
+      const { host, port } = parseListen(o.listen);
+      const tlsGiven = [o.tlsCert, o.tlsKey, o.tlsCa].filter(Boolean).length;
+      if (tlsGiven !== 0 && tlsGiven !== 3)
+        throw new FerryError(
+          "BAD_TLS_FLAGS",
+          "Give all of --tls-cert, --tls-key and --tls-ca, or none to let Ferry generate them.",
+        );
+      const handle = await startServer({
+        dataDir: o.dataDir,
+        ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
+        region: o.region,
+        accountId: o.accountId,
+        host,
+        port,
+        ...(o.certName ? { certNames: o.certName } : {}),
+        ...(o.tlsCert && o.tlsKey && o.tlsCa
+          ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, caFile: o.tlsCa } }
+          : {}),
+        logger: createLogger({ stream: ctx.stderr, fields: { component: "control" } }),
+      });
+      const info = {
+        endpoint: handle.url,
+        region: o.region,
+        caFile: handle.caFile,
+        caFingerprint: handle.caFingerprint,
+        certNames: handle.certNames,
+        database: o.databaseUrl ? "postgresql" : "sqlite",
+      };
+      if (o.json) writeJson(ctx.stdout, info);
+      else {
+        writeLine(
+          ctx.stdout,
+          `Ferry control plane listening on ${handle.url} (region ${o.region}, ${info.database})`,
+        );
+        writeLine(ctx.stdout, `CA certificate: ${handle.caFile}`);
+        writeLine(ctx.stdout, `CA fingerprint (SHA-256): ${handle.caFingerprint}`);
+        writeLine(ctx.stdout, `Certificate names: ${handle.certNames.join(", ")}`);
+      }
+      await new Promise<void>((resolve) => {
+        if (ctx.signal.aborted) resolve();
+        else ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      await handle.close();
+    },
+  );
+}
