@@ -10,6 +10,7 @@ import { type CliContext, writeJson, writeLine } from "./context.ts";
 import { registerDemo } from "./demo.ts";
 import { registerReplicator } from "./replicator.ts";
 import { registerAgent } from "./agent.ts";
+import { registerAws } from "./aws.ts";
 import { registerServer } from "./server.ts";
 import { registerAccessKey } from "./access-key.ts";
 
@@ -30,6 +31,7 @@ export function createProgram(ctx: CliContext): Command {
   registerDemo(program, ctx);
   registerReplicator(program, ctx);
   registerAgent(program, ctx);
+  registerAws(program, ctx);
   registerServer(program, ctx);
   registerAccessKey(program, ctx);
   return program;
