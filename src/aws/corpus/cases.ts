@@ -150,6 +150,42 @@ export const CASES: FixtureCase[] = [
     expected: on(["F1", "F2", "F7"], "TOPO-01", "VPC_PEERING_CONNECTION_NOT_ACTIVE", [ID.pcx]),
   },
   {
+    name: "peering-deleted",
+    description:
+      "The peering was deleted: it shows as deleted and the routes through it are blackholes on both sides.",
+    mutate: (f) => {
+      list(f, "describe-vpc-peering-connections.json", "VpcPeeringConnections")[0]!.Status = {
+        Code: "deleted",
+        Message: `Deleted by ${ID.account}`,
+      };
+      Object.assign(routes(f, ID.srcRtb)[0]!, { State: "blackhole" });
+      Object.assign(routes(f, ID.stgRtb)[0]!, { State: "blackhole" });
+    },
+    expected: [
+      ...on(["F1", "F2", "F7"], "TOPO-01", "VPC_PEERING_CONNECTION_NOT_ACTIVE", [ID.pcx]),
+      ...on(["F1", "F2"], "F1/F2", "BAD_STATE_ROUTE", [ID.srcRtb, ID.pcx]),
+      ...on(["F1", "F2"], "F1/F2", "BAD_STATE_ROUTE", [ID.stgRtb, ID.pcx]),
+      ...on(["F7"], "F7", "BAD_STATE_ROUTE", [ID.srcRtb, ID.pcx]),
+      ...on(["F7"], "F7", "BAD_STATE_ROUTE", [ID.stgRtb, ID.pcx]),
+    ],
+  },
+  {
+    name: "peering-missing",
+    description: "The staging VPC was never peered with the source VPC and no routes exist.",
+    mutate: (f) => {
+      list(f, "describe-vpc-peering-connections.json", "VpcPeeringConnections").length = 0;
+      routes(f, ID.srcRtb).shift();
+      routes(f, ID.stgRtb).shift();
+    },
+    expected: [
+      ...on(["F1", "F2", "F7"], "TOPO-01", "VPC_PEERING_CONNECTION_MISSING", [ID.srcVpc, ID.stgVpc]),
+      ...on(["F1", "F2"], "F1/F2", "NO_ROUTE_TO_DESTINATION", [ID.srcRtb]),
+      ...on(["F1", "F2"], "F1/F2", "NO_ROUTE_TO_DESTINATION", [ID.stgRtb]),
+      ...on(["F7"], "F7", "NO_ROUTE_TO_DESTINATION", [ID.srcRtb]),
+      ...on(["F7"], "F7", "NO_ROUTE_TO_DESTINATION", [ID.stgRtb]),
+    ],
+  },
+  {
     name: "staging-subnet-main-table",
     description:
       "The staging subnet lost its explicit association and falls back to the main table (local route only).",
@@ -434,6 +470,24 @@ export const CASES: FixtureCase[] = [
     description: "The source's hosts file maps the mgn name to an old endpoint address.",
     hosts: `10.0.2.99 mgn.${ID.region}.amazonaws.com\n${IP.ec2} ec2.${ID.region}.amazonaws.com\n`,
     expected: on(["F3"], "F3-DNS", "DNS_HOSTS_WRONG_ADDRESS", ["source-hosts", ID.eniMgn]),
+  },
+  {
+    name: "hosts-missing-mgn-line",
+    description: "The source's hosts file maps only the ec2 name; the mgn name resolves publicly.",
+    hosts: `127.0.0.1 localhost\n${IP.ec2} ec2.${ID.region}.amazonaws.com\n`,
+    expected: on(["F3"], "F3-DNS", "DNS_HOSTS_LINE_MISSING", ["source-hosts"]),
+  },
+  {
+    name: "resolver-action-needed",
+    description: "No hosts lines; the inbound resolver endpoint needs action (an address failed).",
+    args: { noHosts: true },
+    mutate: (f) => {
+      Object.assign(list(f, "list-resolver-endpoints.json", "ResolverEndpoints")[0]!, {
+        Status: "ACTION_NEEDED",
+        StatusMessage: "[Trace id: 1-6543] One or more IP addresses could not be attached.",
+      });
+    },
+    expected: on(["F3"], "F3-DNS", "RESOLVER_ENDPOINT_NOT_OPERATIONAL", [ID.resolver]),
   },
   {
     name: "no-dns-path",

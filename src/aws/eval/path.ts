@@ -57,7 +57,7 @@ function cidrText(p: Party): string {
 /** Where a missing route should point: the active peering between the two VPCs, if there is one. */
 function suggestedTarget(ctx: CheckContext, from: Party, to: Party): string {
   if (from.vpcId && to.vpcId) {
-    const p = peeringsBetween(ctx, from.vpcId, to.vpcId)[0];
+    const p = peeringsBetween(ctx, from.vpcId, to.vpcId).find(isActive);
     if (p) return p.VpcPeeringConnectionId;
   } else if (from.vpcId) {
     const p = (ctx.inv.peerings ?? []).find(
