@@ -37,7 +37,8 @@ export function naclEntry(
 }
 
 export function routeTarget(route: { target: string }): string {
-  if (route.target.startsWith("pcx-") || route.target === "<pcx-id>") return `--vpc-peering-connection-id ${route.target}`;
+  if (route.target.startsWith("pcx-") || route.target === "<pcx-id>")
+    return `--vpc-peering-connection-id ${route.target}`;
   if (route.target.startsWith("tgw-")) return `--transit-gateway-id ${route.target}`;
   if (route.target.startsWith("eni-")) return `--network-interface-id ${route.target}`;
   return `--gateway-id ${route.target}`;
