@@ -78,35 +78,60 @@ function connectError(err: Error, ep: ReplicatorEndpoint): FerryError {
       );
     case "ENOTFOUND":
     case "EAI_AGAIN":
-      return new FerryError("REPLICATOR_NAME_UNRESOLVED", `cannot resolve the replicator's name ${ep.host}: add it to /etc/hosts or use its IP address`, {
-        details,
-        cause: err,
-      });
+      return new FerryError(
+        "REPLICATOR_NAME_UNRESOLVED",
+        `cannot resolve the replicator's name ${ep.host}: add it to /etc/hosts or use its IP address`,
+        {
+          details,
+          cause: err,
+        },
+      );
     case "EHOSTUNREACH":
     case "ENETUNREACH":
-      return new FerryError("REPLICATOR_NO_ROUTE", `no route to the replicator at ${where}: check the routes between the source and staging networks`, {
-        details,
-        cause: err,
-      });
+      return new FerryError(
+        "REPLICATOR_NO_ROUTE",
+        `no route to the replicator at ${where}: check the routes between the source and staging networks`,
+        {
+          details,
+          cause: err,
+        },
+      );
     case "ECONNRESET":
-      return new FerryError("REPLICATOR_RESET", `the connection to ${where} was reset during the TLS handshake: is it a Ferry replicator?`, {
-        details,
-        cause: err,
-      });
+      return new FerryError(
+        "REPLICATOR_RESET",
+        `the connection to ${where} was reset during the TLS handshake: is it a Ferry replicator?`,
+        {
+          details,
+          cause: err,
+        },
+      );
     default:
-      return new FerryError("REPLICATOR_CONNECT_FAILED", `cannot connect to the replicator at ${where}: ${err.message}`, {
-        details,
-        cause: err,
-      });
+      return new FerryError(
+        "REPLICATOR_CONNECT_FAILED",
+        `cannot connect to the replicator at ${where}: ${err.message}`,
+        {
+          details,
+          cause: err,
+        },
+      );
   }
 }
 
 /** Sends HELLO and waits for WELCOME; an ERROR answer becomes a FerryError with its code. */
-export function handshake(conn: FramedConnection, hello: HelloFrame, timeoutMs = 15000): Promise<WelcomeFrame> {
+export function handshake(
+  conn: FramedConnection,
+  hello: HelloFrame,
+  timeoutMs = 15000,
+): Promise<WelcomeFrame> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       conn.close();
-      reject(new FerryError("HANDSHAKE_TIMEOUT", `the replicator did not answer HELLO within ${timeoutMs / 1000} s`));
+      reject(
+        new FerryError(
+          "HANDSHAKE_TIMEOUT",
+          `the replicator did not answer HELLO within ${timeoutMs / 1000} s`,
+        ),
+      );
     }, timeoutMs);
     conn.start({
       frame: (f: Frame) => {
@@ -123,7 +148,10 @@ export function handshake(conn: FramedConnection, hello: HelloFrame, timeoutMs =
         reject(
           err instanceof FerryError
             ? err
-            : new FerryError("REPLICATOR_CLOSED", `the replicator closed the connection during the handshake${err ? `: ${err.message}` : ""}`),
+            : new FerryError(
+                "REPLICATOR_CLOSED",
+                `the replicator closed the connection during the handshake${err ? `: ${err.message}` : ""}`,
+              ),
         );
       },
     });

@@ -32,9 +32,13 @@ export async function loadDiskState(
     return JSON.parse(await readFile(path, "utf8")) as DiskState;
   } catch (err) {
     if (systemErrorCode(err) === "ENOENT") return undefined;
-    throw new FerryError("AGENT_STATE_DAMAGED", `cannot read ${path}: ${(err as Error).message}; remove it to start a new sync`, {
-      cause: err,
-    });
+    throw new FerryError(
+      "AGENT_STATE_DAMAGED",
+      `cannot read ${path}: ${(err as Error).message}; remove it to start a new sync`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 

@@ -5,8 +5,7 @@
  * after a lost connection or a restart.
  */
 import { randomBytes } from "node:crypto";
-import { promisify } from "node:util";
-import { constants as zc, zstdCompress } from "node:zlib";
+import { constants as zc, zstdCompressSync } from "node:zlib";
 import { FerryError } from "../lib/errors.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import {
@@ -23,7 +22,6 @@ import { type BlockSource, type DirectMode, openBlockSource } from "./disk/block
 import { loadDiskState, saveDiskState } from "./state.ts";
 import { Throttle } from "./throttle.ts";
 
-const compress = promisify(zstdCompress);
 const MiB = 1024 * 1024;
 
 export interface ReplicateOptions {
@@ -127,10 +125,16 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
         break;
       } catch (err) {
         const fe = err instanceof FerryError ? err : new FerryError("DISK_READ_FAILED", String(err));
-        if (FATAL.has(fe.code) || attempt >= (options.maxReconnects ?? 8) || options.signal?.aborted) throw err;
+        if (FATAL.has(fe.code) || attempt >= (options.maxReconnects ?? 8) || options.signal?.aborted)
+          throw err;
         reconnects++;
         const delay = Math.min(30000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-        log.warn("connection lost; reconnecting", { code: fe.code, error: fe.message, attempt: attempt + 1, delayMs: Math.round(delay) });
+        log.warn("connection lost; reconnecting", {
+          code: fe.code,
+          error: fe.message,
+          attempt: attempt + 1,
+          delayMs: Math.round(delay),
+        });
         await sleep(delay, options.signal);
       }
     }
@@ -151,7 +155,10 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
 }
 
 function aborted(): FerryError {
-  return new FerryError("ABORTED", "replication stopped by a signal; progress up to the last acknowledgement is kept");
+  return new FerryError(
+    "ABORTED",
+    "replication stopped by a signal; progress up to the last acknowledgement is kept",
+  );
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -169,20 +176,31 @@ async function syncOnce(
   o: ReplicateOptions,
   source: BlockSource,
   throttle: Throttle,
-  totals: { zeroBytes: number; dataBytes: number; compressedRawBytes: number; compressedBytes: number; wireBytes: number },
+  totals: {
+    zeroBytes: number;
+    dataBytes: number;
+    compressedRawBytes: number;
+    compressedBytes: number;
+    wireBytes: number;
+  },
   log: Logger,
   onResume: (from: number, generationId: string) => void,
 ): Promise<string> {
   const chunkSize = o.chunkSize ?? MiB;
   const hashBlockSize = o.hashBlockSize ?? 64 * 1024;
   const windowBytes = o.windowBytes ?? 64 * MiB;
-  if (chunkSize % hashBlockSize !== 0) throw new RangeError("chunk size must be a multiple of the hash block size");
+  if (chunkSize % hashBlockSize !== 0)
+    throw new RangeError("chunk size must be a multiple of the hash block size");
   const size = source.size;
   if (size === 0) throw new FerryError("DISK_EMPTY", `${o.sourcePath} has a size of 0 bytes`);
 
   const prior = await loadDiskState(o.stateDir, o.sourceServerId, o.diskId);
   const resume =
-    !o.resync && prior !== undefined && !prior.initialSyncComplete && prior.diskSize === size && prior.hashBlockSize === hashBlockSize;
+    !o.resync &&
+    prior !== undefined &&
+    !prior.initialSyncComplete &&
+    prior.diskSize === size &&
+    prior.hashBlockSize === hashBlockSize;
   const generation = resume ? Buffer.from(prior.generationId, "hex") : randomBytes(16);
 
   const conn = await connectReplicator(o.endpoint);
@@ -248,7 +266,10 @@ async function syncOnce(
         closeReason ??=
           err instanceof FerryError
             ? err
-            : new FerryError("CONNECTION_LOST", `lost the connection to the replicator${err ? `: ${err.message}` : ""}`);
+            : new FerryError(
+                "CONNECTION_LOST",
+                `lost the connection to the replicator${err ? `: ${err.message}` : ""}`,
+              );
         wakeUp();
       },
     });
@@ -307,35 +328,58 @@ async function syncOnce(
     };
 
     // --- compression policy ---------------------------------------------
-    let compressing = 0;
+    // zstd level 1 on the event loop: for 1 MiB blocks the synchronous call
+    // costs less than a round trip through the thread pool. Skipped for a while
+    // after blocks that do not shrink, and while we are CPU-bound (compression
+    // takes most of our time and the link is not backed up).
     let incompressibleStreak = 0;
     let skipCompression = 0;
-    const makeData = async (seq: number, offset: number, raw: Buffer, hashes: Buffer): Promise<Frame> => {
+    let compressMs = 0;
+    let windowStart = performance.now();
+    const makeData = (seq: number, offset: number, raw: Buffer, hashes: Buffer): Frame => {
       let payload = raw;
       let compression: (typeof Compression)[keyof typeof Compression] = Compression.NONE;
       const policy = o.compression ?? "auto";
-      const cpuBound = compressing >= 2 && conn.writableLength < 256 * 1024;
-      const tryIt = policy === "zstd" || (policy === "auto" && skipCompression === 0 && !cpuBound);
+      const now = performance.now();
+      if (now - windowStart > 1000) {
+        // Over the last second, was compression most of our time while the link kept up?
+        // Then we are CPU-bound and raw blocks get there sooner; re-probe after a while.
+        const busy = compressMs / (now - windowStart);
+        if (policy === "auto" && busy > 0.5 && conn.writableLength < MiB)
+          skipCompression = Math.max(skipCompression, 64);
+        compressMs = 0;
+        windowStart = now;
+      }
+      const tryIt = policy === "zstd" || (policy === "auto" && skipCompression === 0);
       if (skipCompression > 0) skipCompression--;
       if (tryIt) {
-        compressing++;
-        try {
-          const z = await compress(raw, { params: { [zc.ZSTD_c_compressionLevel]: 1 } });
-          if (z.length < raw.length * 0.9) {
-            payload = z;
-            compression = Compression.ZSTD;
-            incompressibleStreak = 0;
-            totals.compressedRawBytes += raw.length;
-            totals.compressedBytes += z.length;
-          } else if (++incompressibleStreak >= 4 && policy === "auto") {
-            skipCompression = 16;
-            incompressibleStreak = 0;
-          }
-        } finally {
-          compressing--;
+        const t0 = performance.now();
+        const z = zstdCompressSync(raw, {
+          chunkSize: raw.length + 1024,
+          params: { [zc.ZSTD_c_compressionLevel]: 1 },
+        });
+        compressMs += performance.now() - t0;
+        if (z.length < raw.length * 0.9) {
+          payload = z;
+          compression = Compression.ZSTD;
+          incompressibleStreak = 0;
+          totals.compressedRawBytes += raw.length;
+          totals.compressedBytes += z.length;
+        } else if (++incompressibleStreak >= 4 && policy === "auto") {
+          skipCompression = 16;
+          incompressibleStreak = 0;
         }
       }
-      return { type: "DATA", seq: BigInt(seq), offset: BigInt(offset), length: raw.length, compression, hashes, payload };
+      if (payload === raw) payload = Buffer.from(raw); // the read buffer is reused
+      return {
+        type: "DATA",
+        seq: BigInt(seq),
+        offset: BigInt(offset),
+        length: raw.length,
+        compression,
+        hashes,
+        payload,
+      };
     };
 
     // --- the reader and producer -----------------------------------------
@@ -367,7 +411,12 @@ async function syncOnce(
       if (zeroLen === 0) return;
       const seq = nextSeq++;
       pending.push({
-        frame: Promise.resolve({ type: "ZERO", seq: BigInt(seq), offset: BigInt(zeroStart), length: BigInt(zeroLen) }),
+        frame: Promise.resolve({
+          type: "ZERO",
+          seq: BigInt(seq),
+          offset: BigInt(zeroStart),
+          length: BigInt(zeroLen),
+        }),
         end: zeroStart + zeroLen,
         bytes: 0,
       });
@@ -401,15 +450,14 @@ async function syncOnce(
           if (block === undefined || zero) {
             if (runStart >= 0) {
               emitZero();
-              const raw = Buffer.from(buf.subarray(runStart, at)); // the read buffer is reused
+              const raw = buf.subarray(runStart, at);
               const seq = nextSeq++;
               const dataOffset = offset + runStart;
               pending.push({
-                frame: makeData(seq, dataOffset, raw, blockHashes(raw, hashBlockSize)),
+                frame: Promise.resolve(makeData(seq, dataOffset, raw, blockHashes(raw, hashBlockSize))),
                 end: dataOffset + raw.length,
                 bytes: raw.length,
               });
-              pending.at(-1)!.frame.catch(() => {});
               totals.dataBytes += raw.length;
               runStart = -1;
             }

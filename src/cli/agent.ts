@@ -1,4 +1,148 @@
+/** `ferry agent replicate|hash-list`: the source side. */
 import type { Command } from "commander";
-import type { CliContext } from "./context.ts";
+import { writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { SyncResult } from "../agent/sync.ts";
+import { FerryError } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { formatBytes, formatRate } from "../lib/units.ts";
+import { type CliContext, writeJson, writeLine } from "./context.ts";
+import { parseChoice, parseHostPort, parseMbps } from "./options.ts";
+import { defaultHome } from "./paths.ts";
+import { ProgressPrinter } from "./progress.ts";
 
-export function registerAgent(_program: Command, _ctx: CliContext): void {}
+/** `--disk PATH` or `--disk PATH=ID`; the id defaults to the device or file name. */
+function parseDisk(spec: string): { path: string; diskId: string } {
+  const eq = spec.lastIndexOf("=");
+  const path = eq > 0 ? spec.slice(0, eq) : spec;
+  const diskId = eq > 0 ? spec.slice(eq + 1) : basename(path).replace(/[^A-Za-z0-9._-]/g, "_");
+  return { path, diskId };
+}
+
+export function summarize(r: SyncResult): string {
+  const ratio = r.compressedBytes > 0 ? r.compressedRawBytes / r.compressedBytes : 1;
+  return [
+    `${r.diskId} (${r.sourcePath}): ${formatBytes(r.bytes)} in ${r.seconds.toFixed(2)} s (${formatRate(r.bytes / r.seconds)})`,
+    `  zero blocks skipped: ${formatBytes(r.zeroBytes)}; data sent: ${formatBytes(r.dataBytes)} as ${formatBytes(r.wireBytes)} on the wire`,
+    `  compression: ${formatBytes(r.compressedRawBytes)} → ${formatBytes(r.compressedBytes)} (${ratio.toFixed(2)}×)` +
+      (r.resumedFrom > 0 ? `; resumed from ${formatBytes(r.resumedFrom)}` : "") +
+      (r.reconnects > 0 ? `; ${r.reconnects} reconnects` : ""),
+  ].join("\n");
+}
+
+export function registerAgent(program: Command, ctx: CliContext): void {
+  const agent = program
+    .command("agent")
+    .description("the source side: reads disks and streams them to a replicator");
+
+  agent
+    .command("replicate")
+    .description("copy disks to a replicator (initial sync), resuming where a previous run stopped")
+    .requiredOption(
+      "--disk <disk...>",
+      "disk or image to replicate, as PATH or PATH=ID; several disks replicate in parallel, each on its own connection",
+    )
+    .requiredOption("--replicator <host:port>", "replicator address (TCP 1500 by default)")
+    .requiredOption(
+      "--replicator-fingerprint <sha256>",
+      "the replicator's certificate fingerprint, as `ferry replicator run` prints it",
+    )
+    .requiredOption("--token <token>", "pairing token of the replicator")
+    .option("--source-server-id <id>", "source server id (default: derived from /etc/machine-id and kept)")
+    .option(
+      "--state-dir <dir>",
+      "where the agent keeps its resume state",
+      join(defaultHome(ctx.env), "agent"),
+    )
+    .option("--bandwidth <mbps>", "bandwidth throttling in Mbps, 0 = unlimited", parseMbps, 0)
+    .option(
+      "--compression <mode>",
+      "auto | zstd | none",
+      parseChoice(["auto", "zstd", "none"] as const),
+      "auto",
+    )
+    .option("--resync", "start a new full sync instead of resuming")
+    .option("--json", "print progress events and the result as JSON lines")
+    .action(async (opts: Record<string, unknown>) => {
+      const { replicateDisk } = await import("../agent/sync.ts");
+      const { Throttle } = await import("../agent/throttle.ts");
+      const { loadOrCreateSourceServerId } = await import("../agent/identity.ts");
+      const disks = (opts.disk as string[]).map(parseDisk);
+      const ids = new Set(disks.map((d) => d.diskId));
+      if (ids.size !== disks.length)
+        throw new FerryError("USAGE", "two --disk options have the same id: name them with PATH=ID");
+      const where = parseHostPort(String(opts.replicator), 1500);
+      const stateDir = String(opts.stateDir);
+      const sourceServerId = opts.sourceServerId
+        ? String(opts.sourceServerId)
+        : await loadOrCreateSourceServerId(stateDir);
+      const json = Boolean(opts.json);
+      const throttle = new Throttle(Number(opts.bandwidth));
+      const log = createLogger({
+        stream: ctx.stderr,
+        level: json ? "warn" : "info",
+        fields: { component: "agent" },
+      });
+      const bars = new Map<string, ProgressPrinter>();
+      const results = await Promise.all(
+        disks.map((d) =>
+          replicateDisk({
+            sourcePath: d.path,
+            diskId: d.diskId,
+            sourceServerId,
+            endpoint: {
+              ...where,
+              fingerprint: String(opts.replicatorFingerprint),
+              token: String(opts.token),
+            },
+            stateDir,
+            throttle,
+            compression: opts.compression as "auto",
+            resync: Boolean(opts.resync),
+            signal: ctx.signal,
+            log,
+            onProgress: (p) => {
+              if (json) {
+                writeJson(ctx.stdout, { event: "progress", ...p });
+                return;
+              }
+              let bar = bars.get(d.diskId);
+              if (!bar)
+                bars.set(d.diskId, (bar = new ProgressPrinter(ctx.stderr, ctx.isTTY && disks.length === 1)));
+              bar.update({
+                label: d.diskId,
+                done: p.readOffset,
+                total: p.size,
+                note: `durable ${formatBytes(p.ackedOffset)}`,
+              });
+            },
+          }),
+        ),
+      );
+      for (const bar of bars.values()) bar.done();
+      if (json) writeJson(ctx.stdout, { event: "done", sourceServerId, disks: results });
+      else {
+        writeLine(ctx.stdout, `source server ${sourceServerId}: initial sync complete`);
+        for (const r of results) writeLine(ctx.stdout, summarize(r));
+      }
+    });
+
+  agent
+    .command("hash-list")
+    .description(
+      "write the hash list of a disk (one BLAKE3 per block) for `ferry replicator verify --hash-list`",
+    )
+    .requiredOption("--disk <path>", "disk or image")
+    .requiredOption("--out <file>", "where to write the hash list")
+    .option("--block-size <bytes>", "hash block size", "65536")
+    .action(async (opts: Record<string, string>) => {
+      const { hashDisk } = await import("../agent/hash-disk.ts");
+      const { encodeHashList } = await import("../wire/index.ts");
+      const list = await hashDisk(opts.disk!, { hashBlockSize: Number(opts.blockSize) });
+      await writeFile(opts.out!, encodeHashList(list));
+      writeLine(
+        ctx.stdout,
+        `${opts.out}: ${list.hashes.length / 32} blocks of ${formatBytes(list.hashBlockSize)}`,
+      );
+    });
+}

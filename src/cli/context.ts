@@ -9,6 +9,8 @@ export interface CliContext {
   env: NodeJS.ProcessEnv;
   /** Aborted on SIGINT/SIGTERM; long-running commands stop cleanly when it fires. */
   signal: AbortSignal;
+  /** Set by a command that completed but must exit non-zero (e.g. a failed verification). */
+  exitCode?: number;
 }
 
 export function writeLine(stream: Writable, line = ""): void {

@@ -10,13 +10,32 @@ import { type CliContext, writeJson, writeLine } from "./context.ts";
 import { registerDemo } from "./demo.ts";
 import { registerReplicator } from "./replicator.ts";
 import { registerAgent } from "./agent.ts";
-import { registerAws } from "./aws.ts";
-import { registerServer } from "./server.ts";
-import { registerAccessKey } from "./access-key.ts";
+
+type Register = (program: Command, ctx: CliContext) => void;
+
+/**
+ * Nouns whose modules are heavy to load (the AWS SDK, aws-cdk-lib, the HTTP
+ * stack): loaded only when the command line names them, so `ferry agent …`
+ * and `ferry --help` start fast. The description shows in the top-level help.
+ */
+const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Register> }> = {
+  server: {
+    description: "the control plane: MGN-compatible API over HTTPS",
+    load: async () => (await import("./server.ts")).registerServer,
+  },
+  "access-key": {
+    description: "manage access keys for the API (operator or install scope)",
+    load: async () => (await import("./access-key.ts")).registerAccessKey,
+  },
+  aws: {
+    description: "plan and check the private-network setup of AWS MGN itself",
+    load: async () => (await import("./aws.ts")).registerAws,
+  },
+};
 
 export const VERSION = "0.1.0";
 
-export function createProgram(ctx: CliContext): Command {
+export async function createProgram(ctx: CliContext, argv: string[] = []): Promise<Command> {
   const program = new Command("ferry")
     .description(
       "Ferry: self-hosted server migration. Continuous block replication over a private network, MGN-compatible API.",
@@ -31,19 +50,23 @@ export function createProgram(ctx: CliContext): Command {
   registerDemo(program, ctx);
   registerReplicator(program, ctx);
   registerAgent(program, ctx);
-  registerAws(program, ctx);
-  registerServer(program, ctx);
-  registerAccessKey(program, ctx);
+  const words = argv.filter((a) => !a.startsWith("-"));
+  const wanted = words[0] === "help" ? words[1] : words[0];
+  for (const [name, noun] of Object.entries(LAZY_NOUNS)) {
+    if (name === wanted) (await noun.load())(program, ctx);
+    else program.command(name).description(noun.description);
+  }
   return program;
 }
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
 export async function main(argv: string[], ctx: CliContext): Promise<number> {
-  const program = createProgram(ctx);
+  const program = await createProgram(ctx, argv);
   const json = argv.includes("--json");
   try {
+    ctx.exitCode = 0;
     await program.parseAsync(argv, { from: "user" });
-    return typeof process.exitCode === "number" ? process.exitCode : 0;
+    return ctx.exitCode ?? 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end with exit code 0; usage errors with 2.

@@ -1,4 +1,143 @@
+/** `ferry replicator run|verify`: the data-plane server and its checks. */
 import type { Command } from "commander";
-import type { CliContext } from "./context.ts";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { FerryError } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { formatBytes } from "../lib/units.ts";
+import { type CliContext, writeJson, writeLine } from "./context.ts";
+import { parseHostPort } from "./options.ts";
+import { defaultHome } from "./paths.ts";
+import { ProgressPrinter } from "./progress.ts";
 
-export function registerReplicator(_program: Command, _ctx: CliContext): void {}
+export function registerReplicator(program: Command, ctx: CliContext): void {
+  const replicator = program
+    .command("replicator")
+    .description("the replication server: receives block streams on TCP 1500");
+
+  replicator
+    .command("run")
+    .description("run a replicator until signalled (TLS 1.3 on TCP 1500)")
+    .option(
+      "--data-dir <dir>",
+      "where staging volumes, the certificate and the token live",
+      join(defaultHome(ctx.env), "replicator"),
+    )
+    .option("--listen <host:port>", "address to listen on", "0.0.0.0:1500")
+    .option(
+      "--token <token>",
+      "pairing token agents must present (default: created once and kept in the data dir)",
+    )
+    .option("--cert <file>", "TLS certificate (PEM); default: a self-signed one created in the data dir")
+    .option("--key <file>", "TLS private key (PEM) for --cert")
+    .option("--cert-name <name...>", "extra DNS names or IPs for the created certificate")
+    .option("--heartbeat-ms <ms>", "heartbeat interval", "5000")
+    .option("--idle-timeout-ms <ms>", "close a connection silent for this long", "20000")
+    .option("--json", "print one JSON line with the address, fingerprint and token once listening")
+    .action(async (opts: Record<string, string | string[] | boolean | undefined>) => {
+      const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
+      const { startReplicator, tokenAuthorizer } = await import("../replicator/server.ts");
+      const listen = parseHostPort(String(opts.listen), 1500);
+      if (Boolean(opts.cert) !== Boolean(opts.key))
+        throw new FerryError("USAGE", "--cert and --key go together");
+      const dataDir = String(opts.dataDir);
+      const id = await loadOrCreateIdentity(dataDir, {
+        altNames: [
+          ...((opts.certName as string[] | undefined) ?? []),
+          ...(listen.host === "0.0.0.0" ? [] : [listen.host]),
+        ],
+        ...(opts.token ? { token: String(opts.token) } : {}),
+        ...(opts.cert ? { certFile: String(opts.cert), keyFile: String(opts.key) } : {}),
+      });
+      const rep = await startReplicator({
+        dataDir,
+        host: listen.host,
+        port: listen.port,
+        tls: id,
+        authorize: tokenAuthorizer(id.token),
+        heartbeatIntervalMs: Number(opts.heartbeatMs),
+        idleTimeoutMs: Number(opts.idleTimeoutMs),
+        log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
+      });
+      if (opts.json) {
+        writeJson(ctx.stdout, {
+          listen: `${rep.host}:${rep.port}`,
+          host: rep.host,
+          port: rep.port,
+          fingerprint: id.fingerprint,
+          token: id.token,
+          dataDir,
+        });
+      } else {
+        writeLine(ctx.stdout, `replicator listening on ${rep.host}:${rep.port}`);
+        writeLine(
+          ctx.stdout,
+          `certificate fingerprint (give agents --replicator-fingerprint): ${id.fingerprint}`,
+        );
+        writeLine(ctx.stdout, `pairing token (give agents --token): ${id.token}`);
+        writeLine(ctx.stdout, `data directory: ${dataDir}`);
+      }
+      await new Promise<void>((resolve) => {
+        if (ctx.signal.aborted) resolve();
+        ctx.signal.addEventListener("abort", () => resolve());
+      });
+      await rep.close();
+    });
+
+  replicator
+    .command("verify")
+    .description(
+      "check a staging volume: stored data against its recorded hashes, and against a source disk or hash list",
+    )
+    .requiredOption("--source-server-id <id>", "source server the volume belongs to")
+    .requiredOption("--disk-id <id>", "disk id within the source server")
+    .option("--data-dir <dir>", "replicator data directory", join(defaultHome(ctx.env), "replicator"))
+    .option("--source <path>", "compare with this disk or image (read directly, never through a stale cache)")
+    .option("--hash-list <file>", "compare with a hash list made by `ferry agent hash-list`")
+    .option("--json", "print the report as JSON")
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      if (opts.source && opts.hashList)
+        throw new FerryError("USAGE", "give --source or --hash-list, not both");
+      const { hashDisk } = await import("../agent/hash-disk.ts");
+      const { verifyVolume } = await import("../replicator/verify.ts");
+      const { decodeHashList } = await import("../wire/index.ts");
+      const dataDir = String(opts.dataDir);
+      const serverId = String(opts.sourceServerId);
+      const diskId = String(opts.diskId);
+      let list;
+      if (opts.hashList) {
+        list = decodeHashList(await readFile(String(opts.hashList)));
+      } else if (opts.source) {
+        const meta = JSON.parse(
+          await readFile(join(dataDir, "volumes", serverId, diskId, "meta.json"), "utf8").catch(() => "{}"),
+        ) as { hashBlockSize?: number };
+        const bar = opts.json ? undefined : new ProgressPrinter(ctx.stderr, ctx.isTTY);
+        list = await hashDisk(String(opts.source), {
+          ...(meta.hashBlockSize ? { hashBlockSize: meta.hashBlockSize } : {}),
+          onProgress: (done, total) => bar?.update({ label: "hashing source", done, total }),
+        });
+        bar?.done();
+      }
+      const report = await verifyVolume(dataDir, serverId, diskId, list);
+      if (opts.json) writeJson(ctx.stdout, report);
+      else {
+        writeLine(
+          ctx.stdout,
+          `volume ${serverId}/${diskId}: ${formatBytes(report.diskSize)}, ${report.blocks} blocks of ${formatBytes(report.hashBlockSize)}`,
+        );
+        writeLine(
+          ctx.stdout,
+          `  stored data intact: ${report.damagedBlocks === 0 ? "yes" : `NO — ${report.damagedBlocks} damaged blocks`}`,
+        );
+        if (report.differentBlocks !== null) {
+          writeLine(
+            ctx.stdout,
+            `  identical to source: ${report.differentBlocks === 0 ? "yes" : `NO — ${report.differentBlocks} blocks differ`}`,
+          );
+        }
+        if (report.firstBadOffsets.length)
+          writeLine(ctx.stdout, `  first bad offsets: ${report.firstBadOffsets.join(", ")}`);
+      }
+      if (!report.ok) ctx.exitCode = 1;
+    });
+}

@@ -10,7 +10,13 @@ import { createServer, type TLSSocket } from "node:tls";
 import { FerryError } from "../lib/errors.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { FramedConnection, type HelloFrame } from "../wire/index.ts";
-import { type Authorize, Session, type SessionEvent, type SessionHost, type SessionLimits } from "./session.ts";
+import {
+  type Authorize,
+  Session,
+  type SessionEvent,
+  type SessionHost,
+  type SessionLimits,
+} from "./session.ts";
 
 export interface ReplicatorOptions {
   dataDir: string;
@@ -115,9 +121,13 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     server.once("error", (err: NodeJS.ErrnoException) => {
       const where = `${options.host ?? "0.0.0.0"}:${options.port ?? 1500}`;
       if (err.code === "EADDRINUSE") {
-        reject(new FerryError("ADDRESS_IN_USE", `cannot listen on ${where}: the port is in use`, { cause: err }));
+        reject(
+          new FerryError("ADDRESS_IN_USE", `cannot listen on ${where}: the port is in use`, { cause: err }),
+        );
       } else if (err.code === "EACCES") {
-        reject(new FerryError("ADDRESS_DENIED", `cannot listen on ${where}: permission denied`, { cause: err }));
+        reject(
+          new FerryError("ADDRESS_DENIED", `cannot listen on ${where}: permission denied`, { cause: err }),
+        );
       } else reject(err);
     });
     server.listen(options.port ?? 1500, options.host ?? "0.0.0.0", () => resolve());

@@ -5,8 +5,7 @@
  * writes happen strictly in order; flushes run beside the writes and each
  * ends with an ACK of the highest sequence number it made durable.
  */
-import { promisify } from "node:util";
-import { zstdDecompress } from "node:zlib";
+import { zstdDecompressSync } from "node:zlib";
 import { FerryError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import {
@@ -22,8 +21,6 @@ import {
   type HelloFrame,
 } from "../wire/index.ts";
 import { StagingVolume, checkName } from "./volume.ts";
-
-const decompress = promisify(zstdDecompress);
 
 export interface SessionLimits {
   maxDataLength: number;
@@ -177,7 +174,10 @@ export class Session {
     checkName("diskId", hello.diskId);
     const hbs = hello.hashBlockSize;
     if (hbs < 4096 || hbs > limits.maxDataLength || (hbs & (hbs - 1)) !== 0) {
-      throw new FerryError("BAD_HELLO", `hash block size ${hbs} must be a power of two from 4096 to ${limits.maxDataLength}`);
+      throw new FerryError(
+        "BAD_HELLO",
+        `hash block size ${hbs} must be a power of two from 4096 to ${limits.maxDataLength}`,
+      );
     }
     const lbs = hello.logicalBlockSize;
     if (lbs < 512 || lbs > 65536 || (lbs & (lbs - 1)) !== 0) {
@@ -265,12 +265,18 @@ export class Session {
     const offset = Number(frame.offset);
     const length = frame.length;
     if (length > this.host.limits.maxDataLength) {
-      this.refuse("FRAME_TOO_LARGE", `DATA of ${length} bytes exceeds the ${this.host.limits.maxDataLength}-byte limit`);
+      this.refuse(
+        "FRAME_TOO_LARGE",
+        `DATA of ${length} bytes exceeds the ${this.host.limits.maxDataLength}-byte limit`,
+      );
       return;
     }
     if (!this.inDisk(offset, length)) return;
     if (frame.hashes.length !== Math.ceil(length / m.hashBlockSize) * HASH_BYTES) {
-      this.refuse("BAD_HASHES", `DATA at ${offset} carries ${frame.hashes.length / HASH_BYTES} hashes for ${length} bytes`);
+      this.refuse(
+        "BAD_HASHES",
+        `DATA at ${offset} carries ${frame.hashes.length / HASH_BYTES} hashes for ${length} bytes`,
+      );
       return;
     }
     const prepared = this.prepare(frame, m.hashBlockSize);
@@ -288,7 +294,10 @@ export class Session {
     let data = frame.payload;
     if (frame.compression === Compression.ZSTD) {
       try {
-        data = await decompress(frame.payload, { maxOutputLength: frame.length });
+        data = zstdDecompressSync(frame.payload, {
+          maxOutputLength: frame.length,
+          chunkSize: Math.max(64, frame.length),
+        });
       } catch (err) {
         throw new FerryError(
           "DATA_CHECKSUM_MISMATCH",

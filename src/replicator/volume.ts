@@ -38,9 +38,13 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Refuses names that could escape the data directory. */
 export function checkName(kind: string, value: string): string {
   if (!ID.test(value) || value.includes("..")) {
-    throw new FerryError("INVALID_NAME", `invalid ${kind} "${value}": use letters, digits, ".", "_" and "-"`, {
-      details: { [kind]: value },
-    });
+    throw new FerryError(
+      "INVALID_NAME",
+      `invalid ${kind} "${value}": use letters, digits, ".", "_" and "-"`,
+      {
+        details: { [kind]: value },
+      },
+    );
   }
   return value;
 }
@@ -59,7 +63,13 @@ export class StagingVolume {
   /** Highest byte offset written in this generation (writes past it onto a fresh file need no zeroing). */
   private highWater: number;
 
-  private constructor(dir: string, meta: VolumeMeta, data: FileHandle, hashes: FileHandle, highWater: number) {
+  private constructor(
+    dir: string,
+    meta: VolumeMeta,
+    data: FileHandle,
+    hashes: FileHandle,
+    highWater: number,
+  ) {
     this.dir = dir;
     this.meta = meta;
     this.data = data;
@@ -214,10 +224,14 @@ export class StagingVolume {
           { details: { dir: this.dir, op }, cause: err },
         );
       }
-      throw new FerryError("STAGING_IO_ERROR", `staging volume ${op} failed in ${this.dir}: ${(err as Error).message}`, {
-        details: { dir: this.dir, op, errno: code },
-        cause: err,
-      });
+      throw new FerryError(
+        "STAGING_IO_ERROR",
+        `staging volume ${op} failed in ${this.dir}: ${(err as Error).message}`,
+        {
+          details: { dir: this.dir, op, errno: code },
+          cause: err,
+        },
+      );
     }
   }
 }
@@ -235,8 +249,12 @@ async function readMeta(dir: string): Promise<VolumeMeta | undefined> {
     return JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as VolumeMeta;
   } catch (err) {
     if (systemErrorCode(err) === "ENOENT") return undefined;
-    throw new FerryError("STAGING_META_DAMAGED", `cannot read ${join(dir, "meta.json")}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new FerryError(
+      "STAGING_META_DAMAGED",
+      `cannot read ${join(dir, "meta.json")}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }

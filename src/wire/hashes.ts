@@ -19,6 +19,10 @@ export function blockHashes(data: Buffer, hashBlockSize: number): Buffer {
   return out;
 }
 
+export function blake3Of(block: Buffer): Buffer {
+  return blake3(block);
+}
+
 /** The hash recorded for one block: the zero marker for zeros, else its BLAKE3. */
 export function recordedHash(block: Buffer): Buffer {
   return isZero(block) ? ZERO_BLOCK_HASH : blake3(block);

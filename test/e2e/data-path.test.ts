@@ -5,7 +5,13 @@ import { readFile } from "node:fs/promises";
 import { FerryError } from "../../src/lib/errors.ts";
 import { replicateDisk } from "../../src/agent/sync.ts";
 import { createScratch, type Scratch } from "../support/loop.ts";
-import { sha256File, stagingImage, startTestReplicator, writeMixedImage, type TestReplicator } from "../support/data-plane.ts";
+import {
+  sha256File,
+  stagingImage,
+  startTestReplicator,
+  writeMixedImage,
+  type TestReplicator,
+} from "../support/data-plane.ts";
 
 const MiB = 1024 * 1024;
 const SERVER = "s-0123456789abcdefg";
@@ -73,7 +79,9 @@ describe("data path: agent → TLS → replicator → staging volume", () => {
         stateDir: join(scratch.dir, "agent-state"),
       }),
       (e: unknown) =>
-        e instanceof FerryError && e.code === "REPLICATOR_FINGERPRINT_MISMATCH" && e.message.includes(rep.endpoint.fingerprint),
+        e instanceof FerryError &&
+        e.code === "REPLICATOR_FINGERPRINT_MISMATCH" &&
+        e.message.includes(rep.endpoint.fingerprint),
     );
   });
 
@@ -88,7 +96,8 @@ describe("data path: agent → TLS → replicator → staging volume", () => {
         stateDir: join(scratch.dir, "agent-state"),
         maxReconnects: 0,
       }),
-      (e: unknown) => e instanceof FerryError && e.code === "REPLICATOR_REFUSED" && e.message.includes("127.0.0.1:1"),
+      (e: unknown) =>
+        e instanceof FerryError && e.code === "REPLICATOR_REFUSED" && e.message.includes("127.0.0.1:1"),
     );
   });
 });

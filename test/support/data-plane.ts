@@ -3,7 +3,12 @@ import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { createSelfSigned } from "../../src/lib/pki.ts";
-import { type Replicator, type ReplicatorOptions, startReplicator, tokenAuthorizer } from "../../src/replicator/server.ts";
+import {
+  type Replicator,
+  type ReplicatorOptions,
+  startReplicator,
+  tokenAuthorizer,
+} from "../../src/replicator/server.ts";
 import type { ReplicatorEndpoint } from "../../src/agent/client.ts";
 
 export interface TestReplicator {
@@ -71,7 +76,9 @@ export async function writeMixedImage(path: string, bytes: number, seed = 1): Pr
   const fh = await open(path, "w");
   try {
     const MiB = 1024 * 1024;
-    const words = "replica block sector journal inode extent ferry migrate staging snapshot cutover ".split(" ");
+    const words = "replica block sector journal inode extent ferry migrate staging snapshot cutover ".split(
+      " ",
+    );
     let x = seed >>> 0 || 1;
     const rnd = () => {
       x ^= x << 13;
