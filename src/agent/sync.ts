@@ -112,17 +112,14 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
   const totals = { zeroBytes: 0, dataBytes: 0, compressedRawBytes: 0, compressedBytes: 0, wireBytes: 0 };
   let resumedFrom: number | undefined;
   let reconnects = 0;
-  let generationId = "";
+  let generationId: string | undefined;
   try {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; generationId === undefined; attempt++) {
       if (options.signal?.aborted) throw aborted();
       try {
-        const r = await syncOnce(options, source, throttle, totals, log, (from, gen) => {
+        generationId = await syncOnce(options, source, throttle, totals, log, (from) => {
           resumedFrom ??= from;
-          generationId = gen;
         });
-        generationId = r;
-        break;
       } catch (err) {
         const fe = err instanceof FerryError ? err : new FerryError("DISK_READ_FAILED", String(err));
         if (FATAL.has(fe.code) || attempt >= (options.maxReconnects ?? 8) || options.signal?.aborted)
@@ -184,7 +181,7 @@ async function syncOnce(
     wireBytes: number;
   },
   log: Logger,
-  onResume: (from: number, generationId: string) => void,
+  onResume: (from: number) => void,
 ): Promise<string> {
   const chunkSize = o.chunkSize ?? MiB;
   const hashBlockSize = o.hashBlockSize ?? 64 * 1024;
@@ -232,7 +229,7 @@ async function syncOnce(
       });
     }
     const startOffset = Number(welcome.resumeOffset);
-    onResume(startOffset, generationId);
+    onResume(startOffset);
     log.info(resume ? "resuming sync" : "starting sync", { diskId: o.diskId, offset: startOffset, size });
 
     // --- acknowledgements and the window ---------------------------------
