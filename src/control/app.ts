@@ -110,18 +110,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const { base, logger, metrics } = deps;
 
   async function authenticate(c: Context<Env>, body: Uint8Array): Promise<Caller> {
+    let resolved: Awaited<ReturnType<typeof base.accessKeys.resolve>>;
     const { accessKeyId } = await verifySigV4(wireRequest(c, body), {
       service: "mgn",
       region: base.region,
       now: base.now(),
-      lookupSecret: async (id) => (await base.accessKeys.resolve(id))?.secret,
+      lookupSecret: async (id) => (resolved = await base.accessKeys.resolve(id))?.secret,
     });
-    const key = await base.accessKeys.resolve(accessKeyId);
-    if (!key) throw accessDenied(`Access key ${accessKeyId} was deleted.`);
+    const row = resolved!.row;
     return {
       accessKeyId,
-      scope: key.row.scope,
-      ...(key.row.sourceServerID ? { sourceServerID: key.row.sourceServerID } : {}),
+      scope: row.scope,
+      ...(row.sourceServerID ? { sourceServerID: row.sourceServerID } : {}),
     };
   }
 

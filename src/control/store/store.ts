@@ -25,9 +25,12 @@ export interface AccessKeyRow {
 }
 
 const MAX_UPDATE_ATTEMPTS = 20;
+/** Rows fetched per `IN (…)` query when refreshing the list cache. */
+const LIST_CHUNK = 500;
 
 /** A table of JSON documents keyed by id, with optimistic concurrency. */
-class DocTable<T> {
+export class DocTable<T> {
+  private readonly cache = new Map<string, { version: number; doc: T }>();
   private readonly sql: SqlClient;
   private readonly table: string;
   private readonly idColumn: string;
@@ -45,12 +48,37 @@ class DocTable<T> {
     return rows[0] ? (JSON.parse(rows[0].doc) as T) : undefined;
   }
 
-  /** Every document, oldest first (MGN lists in creation order). */
+  /**
+   * Every document, oldest first (MGN lists in creation order). Parsed
+   * documents are cached by row version: a listing reads only ids and
+   * versions, then fetches and parses just the rows that changed — another
+   * server's writes bump the version, so the cache is never stale. The
+   * returned documents are shared: callers must not mutate them.
+   */
   async list(): Promise<T[]> {
-    const rows = await this.sql.query<{ doc: string }>(
-      `SELECT doc FROM ${this.table} ORDER BY created_at, ${this.idColumn}`,
+    const rows = await this.sql.query<{ id: string; version: number }>(
+      `SELECT ${this.idColumn} AS id, version FROM ${this.table} ORDER BY created_at, ${this.idColumn}`,
     );
-    return rows.map((r) => JSON.parse(r.doc) as T);
+    const stale = rows.filter((r) => this.cache.get(r.id)?.version !== Number(r.version)).map((r) => r.id);
+    for (let i = 0; i < stale.length; i += LIST_CHUNK) {
+      const chunk = stale.slice(i, i + LIST_CHUNK);
+      const fetched = await this.sql.query<{ id: string; version: number; doc: string }>(
+        `SELECT ${this.idColumn} AS id, version, doc FROM ${this.table} WHERE ${this.idColumn} IN (${chunk.map((_, j) => `$${j + 1}`).join(", ")})`,
+        chunk,
+      );
+      for (const f of fetched)
+        this.cache.set(f.id, { version: Number(f.version), doc: JSON.parse(f.doc) as T });
+    }
+    if (this.cache.size > rows.length) {
+      const live = new Set(rows.map((r) => r.id));
+      for (const id of this.cache.keys()) if (!live.has(id)) this.cache.delete(id);
+    }
+    const out: T[] = [];
+    for (const r of rows) {
+      const c = this.cache.get(r.id);
+      if (c) out.push(c.doc);
+    }
+    return out;
   }
 
   async insert(id: string, doc: T, createdAt: number, extra: Record<string, SqlValue> = {}): Promise<void> {
