@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { main } from "./main.ts";
 import type { CliContext } from "./context.ts";
+import { startFakeAws } from "../aws/collect/fake-aws.ts";
+import { referenceSetup } from "../aws/corpus/reference.ts";
 
 const FIXTURES = new URL("../aws/fixtures/", import.meta.url).pathname;
 const SRC = ["--source-subnet", "subnet-0aaa0000000000011", "--source-group", "sg-0aaa0000000000061"];
@@ -195,6 +197,46 @@ test("plan prints a CloudFormation template; --output writes it", async () => {
       Object.values(fromFile.Resources).some((x) => x.Type === "AWS::Route53Resolver::ResolverEndpoint"),
     );
   } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
+
+test("collect then check: the files from the SDK make a green check", async () => {
+  const aws = await startFakeAws(referenceSetup());
+  const out = await mkdtemp(join(tmpdir(), "ferry-aws-collect-cli-"));
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  process.env.AWS_ACCESS_KEY_ID = "AKIDEXAMPLE";
+  process.env.AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+  try {
+    const dir = join(out, "mgn-net");
+    const c = await run([
+      "aws",
+      "collect",
+      "--out",
+      dir,
+      "--region",
+      "us-east-1",
+      "--endpoint-url",
+      aws.url,
+      "--vpc",
+      "vpc-0bbb0000000000002",
+      "--vpc",
+      "vpc-0aaa0000000000001",
+      "--json",
+    ]);
+    assert.equal(c.code, 0, c.err);
+    const { files } = JSON.parse(c.out) as { files: string[] };
+    assert.ok(files.includes("describe-vpc-attribute-vpc-0bbb0000000000002-enableDnsHostnames.json"));
+    const r = await run(["aws", "check", dir, ...SRC, "--json"]);
+    assert.equal(r.exitCode ?? 0, 0, r.out);
+    const doc = JSON.parse(r.out) as { flows: { ok: boolean }[] };
+    assert.ok(doc.flows.every((f) => f.ok));
+  } finally {
+    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
+    else process.env.AWS_ACCESS_KEY_ID = saved.id;
+    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
+    else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    await aws.close();
     await rm(out, { recursive: true, force: true });
   }
 });
