@@ -62,6 +62,7 @@ export function registerAgent(program: Command, ctx: CliContext): void {
       "auto",
     )
     .option("--resync", "start a new full sync instead of resuming")
+    .option("--window <MiB>", "unacknowledged data allowed in flight, in MiB", "64")
     .option("--json", "print progress events and the result as JSON lines")
     .action(async (opts: Record<string, unknown>) => {
       const { replicateDisk } = await import("../agent/sync.ts");
@@ -99,6 +100,7 @@ export function registerAgent(program: Command, ctx: CliContext): void {
             throttle,
             compression: opts.compression as "auto",
             resync: Boolean(opts.resync),
+            windowBytes: Math.max(1, Number(opts.window)) * 1024 * 1024,
             signal: ctx.signal,
             log,
             onProgress: (p) => {

@@ -51,7 +51,7 @@ export type SessionEvent =
   | { type: "hello"; sourceServerId: string; diskId: string; mode: "NEW" | "RESUME"; resumeOffset: number }
   | { type: "durable"; sourceServerId: string; diskId: string; seq: number; resumeOffset: number }
   | { type: "barrier"; sourceServerId: string; diskId: string; barrierId: number; flags: number }
-  | { type: "closed"; sourceServerId: string; diskId: string; error?: string };
+  | { type: "closed"; sourceServerId: string; diskId: string; dataBytesReceived: number; error?: string };
 
 export class Session {
   private readonly conn: FramedConnection;
@@ -71,6 +71,8 @@ export class Session {
   private flushWanted = false;
   private helloTimer: NodeJS.Timeout | undefined;
   private ids = { sourceServerId: "", diskId: "" };
+  /** Raw bytes of DATA frames received on this connection. */
+  private dataBytesReceived = 0;
   readonly ended: Promise<void>;
   private resolveEnded!: () => void;
 
@@ -279,6 +281,7 @@ export class Session {
       );
       return;
     }
+    this.dataBytesReceived += length;
     const prepared = this.prepare(frame, m.hashBlockSize);
     prepared.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
     const seq = Number(frame.seq);
@@ -406,7 +409,14 @@ export class Session {
     if (this.key) this.host.release(this.key, this);
     if (wasStreaming || err) {
       this.log.info("session ended", { error: err?.message });
-      if (this.ids.diskId) this.host.onEvent?.({ type: "closed", ...this.ids, error: err?.message });
+      if (this.ids.diskId) {
+        this.host.onEvent?.({
+          type: "closed",
+          ...this.ids,
+          dataBytesReceived: this.dataBytesReceived,
+          ...(err ? { error: err.message } : {}),
+        });
+      }
     }
     this.resolveEnded();
   }
