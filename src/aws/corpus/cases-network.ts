@@ -3,6 +3,8 @@ import { ID, SOURCE_CIDR } from "./ids.ts";
 import { acl, aclEntry, group, list, routes, routeTable, tcpRule, template } from "./mutate.ts";
 import { type FixtureCase, on, OLD_PCX } from "./case-types.ts";
 
+const EP_ACL = "acl-0bbb0000000000083";
+
 export const NETWORK_CASES: FixtureCase[] = [
   {
     name: "peering-pending-acceptance",
@@ -241,5 +243,37 @@ export const NETWORK_CASES: FixtureCase[] = [
       ...on(["F7"], "F7", "NO_ROUTE_TO_DESTINATION", [ID.stgRtb]),
       ...on(["F7"], "F7", "ENI_SG_RULES_MISMATCH", [ID.template, ID.sgReplication]),
     ],
+  },
+  {
+    name: "endpoint-subnet-nacl-source-only",
+    description:
+      "The endpoint subnet got its own ACL admitting 443 from the source network only: replication servers in the next subnet are cut off.",
+    mutate: (f) => {
+      const stg = acl(f, ID.aclStg);
+      stg.Associations = (stg.Associations as { SubnetId: string }[]).filter(
+        (a) => a.SubnetId !== ID.epSubnet,
+      );
+      list(f, "describe-network-acls.json", "NetworkAcls").push({
+        Associations: [
+          {
+            NetworkAclAssociationId: "aclassoc-0bbb00000000000f1",
+            NetworkAclId: EP_ACL,
+            SubnetId: ID.epSubnet,
+          },
+        ],
+        Entries: [
+          aclEntry(false, 100, "allow", "6", SOURCE_CIDR, [443, 443]),
+          aclEntry(false, 32767, "deny", "-1", "0.0.0.0/0"),
+          aclEntry(true, 100, "allow", "-1", "0.0.0.0/0"),
+          aclEntry(true, 32767, "deny", "-1", "0.0.0.0/0"),
+        ],
+        IsDefault: false,
+        NetworkAclId: EP_ACL,
+        Tags: [{ Key: "Name", Value: "mgn-endpoints" }],
+        VpcId: ID.stgVpc,
+        OwnerId: ID.account,
+      });
+    },
+    expected: on(["F4", "F5"], "F4/F5", "SUBNET_ACL_RESTRICTION", [EP_ACL, ID.epSubnet]),
   },
 ];

@@ -11,7 +11,7 @@ import { referenceSetup } from "../corpus/reference.ts";
 import { aclAllows } from "./nacl.ts";
 import { lookupRoute } from "./routes.ts";
 import { groupsAllow } from "./security-groups.ts";
-import { referenceRule } from "./path.ts";
+import { evaluatePath, referenceRule } from "./path.ts";
 import { isAvailable, s3EndpointHost } from "./endpoints.ts";
 import { policyAllows } from "./policy.ts";
 import { parseHosts } from "./dns.ts";
@@ -223,4 +223,44 @@ test("hosts lines: comments ignored, first line for a name wins", () => {
     "# mgn\n10.0.2.10 mgn.us-east-1.amazonaws.com  # via endpoint\n10.9.9.9 MGN.us-east-1.amazonaws.com\n",
   );
   assert.equal(m.get("mgn.us-east-1.amazonaws.com"), "10.0.2.10");
+});
+
+test("network ACLs apply only when a flow crosses a subnet boundary", () => {
+  const inv = reference();
+  const stg = inv.networkAcls.find((a) => a.NetworkAclId === ID.aclStg)!;
+  stg.Entries = stg.Entries.map((e) => ({ ...e, RuleAction: "deny" as const }));
+  const group = inv.securityGroups.find((g) => g.GroupId === ID.sgStgDefault)!;
+  group.IpPermissions = [{ IpProtocol: "-1", IpRanges: [{ CidrIp: "0.0.0.0/0" }] }];
+  const party = (id: string, subnetId: string, ip: string) => ({
+    id,
+    vpcId: ID.stgVpc,
+    subnetId,
+    cidrs: [parseCidr(ip)],
+    groups: [group],
+  });
+  const a = party("eni-a", ID.epSubnet, "10.0.2.50");
+  const same = evaluatePath(ctx(inv), {
+    rule: "T",
+    protocol: "tcp",
+    port: 443,
+    from: a,
+    to: party("eni-b", ID.epSubnet, "10.0.2.51"),
+  });
+  assert.deepEqual(same, []);
+  const across = evaluatePath(ctx(inv), {
+    rule: "T",
+    protocol: "tcp",
+    port: 443,
+    from: a,
+    to: party("eni-c", ID.stgSubnet, "10.0.1.51"),
+  });
+  assert.deepEqual(
+    across.map((f) => `${f.code} ${f.resources.join(",")}`),
+    [
+      `SUBNET_ACL_RESTRICTION ${ID.aclStg},${ID.epSubnet}`,
+      `SUBNET_ACL_RESTRICTION ${ID.aclStg},${ID.epSubnet}`,
+      `SUBNET_ACL_RESTRICTION ${ID.aclStg},${ID.stgSubnet}`,
+      `SUBNET_ACL_RESTRICTION ${ID.aclStg},${ID.stgSubnet}`,
+    ],
+  );
 });
