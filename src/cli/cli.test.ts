@@ -1,0 +1,131 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { PassThrough } from "node:stream";
+import { open, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { main } from "./main.ts";
+import type { CliContext } from "./context.ts";
+import { createScratch } from "../../test/support/loop.ts";
+import { startTestReplicator } from "../../test/support/data-plane.ts";
+
+function capture(): { ctx: CliContext; out: () => string; err: () => string } {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let o = "";
+  let e = "";
+  stdout.on("data", (d: Buffer) => (o += d.toString()));
+  stderr.on("data", (d: Buffer) => (e += d.toString()));
+  return {
+    ctx: { stdout, stderr, isTTY: false, env: {}, signal: new AbortController().signal },
+    out: () => o,
+    err: () => e,
+  };
+}
+
+test("ferry demo --json replicates a real ext4 disk and reports it identical", async () => {
+  const c = capture();
+  const code = await main(["demo", "--json", "--size", "48M"], c.ctx);
+  assert.equal(code, 0, c.err());
+  const summary = JSON.parse(c.out()) as Record<string, unknown>;
+  assert.equal(summary.identical, true);
+  assert.equal(summary.bytes, 48 * 1024 * 1024);
+  assert.equal(typeof summary.seconds, "number");
+  assert.ok((summary.zeroBytes as number) > 0);
+  assert.notEqual(summary.replicaFsckClean, false);
+});
+
+test("usage errors exit 2; user errors print one line without a stack", async () => {
+  const c = capture();
+  assert.equal(await main(["agent", "replicate"], c.ctx), 2);
+  const d = capture();
+  const code = await main(
+    [
+      "agent",
+      "replicate",
+      "--disk",
+      "/nonexistent/disk.img",
+      "--replicator",
+      "127.0.0.1:1",
+      "--replicator-fingerprint",
+      "AA".repeat(32),
+      "--token",
+      "t",
+      "--source-server-id",
+      "s-x",
+    ],
+    d.ctx,
+  );
+  assert.equal(code, 1);
+  assert.match(d.err(), /^ferry: disk \/nonexistent\/disk.img does not exist\n$/);
+});
+
+test("agent replicate and replicator verify through the CLI; damage makes verify fail", async () => {
+  const scratch = await createScratch();
+  const rep = await startTestReplicator(join(scratch.dir, "rep"));
+  try {
+    const disk = join(scratch.dir, "d.img");
+    await writeFile(disk, Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.alloc(1024 * 1024)]));
+    const a = capture();
+    const code = await main(
+      [
+        "agent",
+        "replicate",
+        "--json",
+        "--disk",
+        `${disk}=d0`,
+        "--replicator",
+        `127.0.0.1:${rep.endpoint.port}`,
+        "--replicator-fingerprint",
+        rep.endpoint.fingerprint.replace(/:/g, "").toLowerCase(),
+        "--token",
+        rep.endpoint.token,
+        "--source-server-id",
+        "s-cli0000000000000",
+        "--state-dir",
+        join(scratch.dir, "state"),
+      ],
+      a.ctx,
+    );
+    assert.equal(code, 0, a.err());
+    const done = a
+      .out()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { event: string; disks?: { bytes: number }[] })
+      .at(-1)!;
+    assert.equal(done.event, "done");
+    assert.equal(done.disks![0]!.bytes, 4 * 1024 * 1024);
+
+    const verifyArgs = [
+      "replicator",
+      "verify",
+      "--json",
+      "--data-dir",
+      rep.dataDir,
+      "--source-server-id",
+      "s-cli0000000000000",
+      "--disk-id",
+      "d0",
+      "--source",
+      disk,
+    ];
+    const v = capture();
+    assert.equal(await main(verifyArgs, v.ctx), 0, v.err());
+    assert.equal((JSON.parse(v.out()) as { ok: boolean }).ok, true);
+
+    // Damage one byte of the staging volume: verify notices, names the block and exits 1.
+    const img = await open(join(rep.dataDir, "volumes", "s-cli0000000000000", "d0", "data.img"), "r+");
+    await img.write(Buffer.from([0x42]), 0, 1, 70000);
+    await img.close();
+    const w = capture();
+    assert.equal(await main(verifyArgs, w.ctx), 1);
+    const report = JSON.parse(w.out()) as { ok: boolean; damagedBlocks: number; firstBadOffsets: number[] };
+    assert.equal(report.ok, false);
+    assert.equal(report.damagedBlocks, 1);
+    assert.deepEqual(report.firstBadOffsets, [65536]);
+  } finally {
+    await rep.replicator.close();
+    await scratch.cleanup();
+  }
+});
