@@ -317,5 +317,23 @@ export function checkInventory(inv: AwsInventory, options: CheckOptions): CheckR
     endpoint: eps.mgn ? (endpointDnsName(eps.mgn) ?? null) : null,
     hostsLines: hostsLines(region, mgnFromSource.enis, ec2InVpc.enis),
   };
-  return { region, stagingVpcId: vpcId, flows: sink.results(), derived, notes: [...new Set(notes)] };
+  const topology = {
+    source: source.id,
+    mgn: eps.mgn?.VpcEndpointId ?? null,
+    ec2: eps.ec2?.VpcEndpointId ?? null,
+    s3Interface: eps.s3Interface?.VpcEndpointId ?? null,
+    s3Gateway: eps.s3Gateway?.VpcEndpointId ?? null,
+    resolver:
+      (inv.resolverEndpoints ?? []).find((r) => r.Direction === "INBOUND" && r.HostVPCId === vpcId)?.Id ??
+      null,
+    replicationServers: settings.map((s) => s.id),
+  };
+  return {
+    region,
+    stagingVpcId: vpcId,
+    topology,
+    flows: sink.results(),
+    derived,
+    notes: [...new Set(notes)],
+  };
 }

@@ -43,9 +43,22 @@ export interface Derived {
   hostsLines: string[];
 }
 
+/** The resources each diagram node stands for (for the HTML report). */
+export interface Topology {
+  source: string;
+  mgn: string | null;
+  ec2: string | null;
+  s3Interface: string | null;
+  s3Gateway: string | null;
+  resolver: string | null;
+  /** Template and per-server configuration ids the virtual replication servers come from. */
+  replicationServers: string[];
+}
+
 export interface CheckReport {
   region: string;
   stagingVpcId: string | null;
+  topology: Topology;
   flows: FlowResult[];
   derived: Derived;
   /** Assumptions the checker made (default group used, …); not blockers. */

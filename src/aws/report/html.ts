@@ -3,7 +3,7 @@
  * to a ticket: an inline SVG of the source network and the staging VPC with
  * the seven flows drawn green or red, then every finding.
  */
-import { FLOW_TITLES, type CheckReport, type FlowId } from "../eval/findings.ts";
+import { FLOW_TITLES, type CheckReport, type FlowId, type Topology } from "../eval/findings.ts";
 
 export function escapeHtml(text: string): string {
   return text.replace(
@@ -19,17 +19,19 @@ interface Node {
   x: number;
   y: number;
   label: string;
+  /** Which topology entry names the resource under the label. */
+  id: keyof Topology | null;
 }
 
 const NODES: Record<string, Node> = {
-  source: { x: 120, y: 200, label: "source servers" },
-  dns: { x: 120, y: 330, label: "hosts / DNS" },
-  s3i: { x: 470, y: 80, label: "S3 interface endpoint" },
-  mgn: { x: 470, y: 170, label: "mgn endpoint" },
-  resolver: { x: 470, y: 330, label: "inbound resolver" },
-  rs: { x: 700, y: 250, label: "replication server (virtual)" },
-  ec2: { x: 700, y: 120, label: "ec2 endpoint" },
-  s3g: { x: 700, y: 380, label: "S3 gateway endpoint" },
+  source: { x: 120, y: 255, label: "source servers", id: "source" },
+  dns: { x: 120, y: 345, label: "hosts / DNS", id: null },
+  s3i: { x: 470, y: 105, label: "S3 interface endpoint", id: "s3Interface" },
+  mgn: { x: 470, y: 195, label: "mgn endpoint", id: "mgn" },
+  resolver: { x: 470, y: 345, label: "inbound resolver", id: "resolver" },
+  rs: { x: 700, y: 250, label: "replication server (virtual)", id: "replicationServers" },
+  ec2: { x: 700, y: 130, label: "ec2 endpoint", id: "ec2" },
+  s3g: { x: 700, y: 380, label: "S3 gateway endpoint", id: "s3Gateway" },
 };
 
 const EDGES: [FlowId, string, string][] = [
@@ -65,9 +67,12 @@ function diagram(report: CheckReport): string {
     );
   }
   for (const n of Object.values(NODES)) {
+    const value = n.id ? report.topology[n.id] : null;
+    const id = Array.isArray(value) ? value.join(", ") : (value ?? (n.id ? "missing" : ""));
     parts.push(
-      `<rect x="${n.x - 80}" y="${n.y - 16}" width="160" height="32" rx="6" fill="#ffffff" stroke="#57606a"/>`,
-      `<text x="${n.x}" y="${n.y + 5}" font-size="12" text-anchor="middle">${escapeHtml(n.label)}</text>`,
+      `<rect x="${n.x - 85}" y="${n.y - 20}" width="170" height="40" rx="6" fill="#ffffff" stroke="#57606a"/>`,
+      `<text x="${n.x}" y="${n.y - 3}" font-size="12" text-anchor="middle">${escapeHtml(n.label)}</text>`,
+      `<text x="${n.x}" y="${n.y + 12}" font-size="9" text-anchor="middle" fill="#57606a">${escapeHtml(id)}</text>`,
     );
   }
   parts.push("</svg>");
