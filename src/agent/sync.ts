@@ -66,6 +66,15 @@ export interface SyncProgress {
   resumedFrom: number;
 }
 
+export interface SyncStalls {
+  readWaitMs: number;
+  windowWaitMs: number;
+  socketWaitMs: number;
+  throttleWaitMs: number;
+  compressMs: number;
+  hashMs: number;
+}
+
 export interface SyncResult {
   diskId: string;
   sourcePath: string;
@@ -81,6 +90,8 @@ export interface SyncResult {
   wireBytes: number;
   /** Offset the first connection resumed from (0 for a new sync). */
   resumedFrom: number;
+  /** Where the time went (ms): waiting for the disk, for acknowledgements, for the socket; compressing; hashing. */
+  stalls: SyncStalls;
   reconnects: number;
   seconds: number;
   direct: boolean;
@@ -110,6 +121,14 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
   const throttle = options.throttle ?? new Throttle(options.bandwidthMbps ?? 0);
   const started = performance.now();
   const totals = { zeroBytes: 0, dataBytes: 0, compressedRawBytes: 0, compressedBytes: 0, wireBytes: 0 };
+  const stalls: SyncStalls = {
+    readWaitMs: 0,
+    windowWaitMs: 0,
+    socketWaitMs: 0,
+    throttleWaitMs: 0,
+    compressMs: 0,
+    hashMs: 0,
+  };
   let resumedFrom: number | undefined;
   let reconnects = 0;
   let generationId: string | undefined;
@@ -117,7 +136,7 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
     for (let attempt = 0; generationId === undefined; attempt++) {
       if (options.signal?.aborted) throw aborted();
       try {
-        generationId = await syncOnce(options, source, throttle, totals, log, (from) => {
+        generationId = await syncOnce(options, source, throttle, totals, stalls, log, (from) => {
           resumedFrom ??= from;
         });
       } catch (err) {
@@ -145,6 +164,9 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
     bytes: source.size,
     ...totals,
     resumedFrom: resumedFrom ?? 0,
+    stalls: Object.fromEntries(
+      Object.entries(stalls).map(([k, v]) => [k, Math.round(v)]),
+    ) as unknown as SyncStalls,
     reconnects,
     seconds: (performance.now() - started) / 1000,
     direct: source.direct,
@@ -180,6 +202,7 @@ async function syncOnce(
     compressedBytes: number;
     wireBytes: number;
   },
+  stalls: SyncStalls,
   log: Logger,
   onResume: (from: number) => void,
 ): Promise<string> {
@@ -309,9 +332,13 @@ async function syncOnce(
 
     // --- the sender: frames in order, window, throttle, back-pressure ------
     const send = async (frame: Frame, end: number, rawBytes: number) => {
+      let t = performance.now();
       await waitFor(() => inFlightBytes + rawBytes <= windowBytes || inFlight.length === 0);
+      stalls.windowWaitMs += performance.now() - t;
       const before = conn.bytesSent;
+      t = performance.now();
       await throttle.take(frame.type === "DATA" ? frame.payload.length + 64 : 64, o.signal);
+      stalls.throttleWaitMs += performance.now() - t;
       check();
       if (frame.type !== "HEARTBEAT" && frame.type !== "ACK" && frame.type !== "ERROR" && "seq" in frame) {
         inFlight.push({ seq: Number(frame.seq), end, bytes: rawBytes });
@@ -319,7 +346,11 @@ async function syncOnce(
       }
       const ok = conn.send(frame);
       totals.wireBytes += conn.bytesSent - before;
-      if (!ok) await conn.drain();
+      if (!ok) {
+        t = performance.now();
+        await conn.drain();
+        stalls.socketWaitMs += performance.now() - t;
+      }
       check();
       report();
     };
@@ -327,24 +358,30 @@ async function syncOnce(
     // --- compression policy ---------------------------------------------
     // zstd level 1 on the event loop: for 1 MiB blocks the synchronous call
     // costs less than a round trip through the thread pool. Skipped for a while
-    // after blocks that do not shrink, and while we are CPU-bound (compression
-    // takes most of our time and the link is not backed up).
+    // after blocks that do not shrink, and while we are CPU-bound rather than
+    // network-bound.
     let incompressibleStreak = 0;
     let skipCompression = 0;
     let compressMs = 0;
     let windowStart = performance.now();
+    let netWaitAtWindowStart = stalls.socketWaitMs + stalls.windowWaitMs + stalls.throttleWaitMs;
     const makeData = (seq: number, offset: number, raw: Buffer, hashes: Buffer): Frame => {
       let payload = raw;
       let compression: (typeof Compression)[keyof typeof Compression] = Compression.NONE;
       const policy = o.compression ?? "auto";
       const now = performance.now();
       if (now - windowStart > 1000) {
-        // Over the last second, was compression most of our time while the link kept up?
-        // Then we are CPU-bound and raw blocks get there sooner; re-probe after a while.
-        const busy = compressMs / (now - windowStart);
-        if (policy === "auto" && busy > 0.5 && conn.writableLength < MiB)
+        // Once a second: were we waiting on the network (compression pays) or on
+        // our own CPU (compressing costs more than sending raw)? CPU-bound: skip
+        // compression for the next 64 blocks, then probe again.
+        const elapsed = now - windowStart;
+        const netWait =
+          stalls.socketWaitMs + stalls.windowWaitMs + stalls.throttleWaitMs - netWaitAtWindowStart;
+        if (policy === "auto" && netWait / elapsed < 0.05 && compressMs / elapsed > 0.2) {
           skipCompression = Math.max(skipCompression, 64);
+        }
         compressMs = 0;
+        netWaitAtWindowStart += netWait;
         windowStart = now;
       }
       const tryIt = policy === "zstd" || (policy === "auto" && skipCompression === 0);
@@ -356,6 +393,7 @@ async function syncOnce(
           params: { [zc.ZSTD_c_compressionLevel]: 1 },
         });
         compressMs += performance.now() - t0;
+        stalls.compressMs += performance.now() - t0;
         if (z.length < raw.length * 0.9) {
           payload = z;
           compression = Compression.ZSTD;
@@ -429,7 +467,9 @@ async function syncOnce(
       }
       while (reads.length > 0) {
         check();
+        const tr = performance.now();
         const { offset, buf, n } = await reads.shift()!;
+        stalls.readWaitMs += performance.now() - tr;
         const expected = Math.min(chunkSize, size - offset);
         if (n < expected) {
           const now = await source.currentSize();
@@ -450,8 +490,11 @@ async function syncOnce(
               const raw = buf.subarray(runStart, at);
               const seq = nextSeq++;
               const dataOffset = offset + runStart;
+              const th = performance.now();
+              const hashes = blockHashes(raw, hashBlockSize);
+              stalls.hashMs += performance.now() - th;
               pending.push({
-                frame: Promise.resolve(makeData(seq, dataOffset, raw, blockHashes(raw, hashBlockSize))),
+                frame: Promise.resolve(makeData(seq, dataOffset, raw, hashes)),
                 end: dataOffset + raw.length,
                 bytes: raw.length,
               });
