@@ -19,7 +19,7 @@ async function run(argv: string[]) {
   let err = "";
   stdout.on("data", (c: Buffer) => (out += c.toString()));
   stderr.on("data", (c: Buffer) => (err += c.toString()));
-  const ctx: CliContext & { exitCode?: number } = {
+  const ctx: CliContext = {
     stdout,
     stderr,
     isTTY: false,
@@ -55,7 +55,7 @@ test("check on the reference: one ✓ line per flow and the values for the sourc
 test("check --json has exactly flows and derived, and a blocked flow sets exit code 1", async () => {
   const dir = join(FIXTURES, "nacl-no-ephemeral-return");
   const r = await run(["aws", "check", dir, ...SRC, "--source-hosts", join(dir, "source-hosts"), "--json"]);
-  assert.equal(r.exitCode, 1);
+  assert.equal(r.code, 1);
   const doc = JSON.parse(r.out) as {
     flows: { flow: string; ok: boolean; findings: Record<string, unknown>[] }[];
     derived: Record<string, unknown>;

@@ -68,7 +68,7 @@ async function runCheck(ctx: CliContext, dir: string, flags: CheckFlags): Promis
   else ctx.stdout.write(renderTerminal(report, focus ? { focus } : {}));
   if (flags.html && !flags.json) writeLine(ctx.stderr, `HTML report written to ${flags.html}`);
   // Blocked flows are a result, not a usage error: exit 1 so scripts and CI notice.
-  if (report.flows.some((f) => !f.ok)) (ctx as CliContext & { exitCode?: number }).exitCode = 1;
+  if (report.flows.some((f) => !f.ok)) ctx.exitCode = 1;
 }
 
 export function registerAws(program: Command, ctx: CliContext): void {
