@@ -50,6 +50,15 @@ export const MIGRATIONS: Migration[] = [
          PRIMARY KEY (job_id, seq))`,
     ],
   },
+  {
+    version: 2,
+    name: "covering index for listings",
+    // Listings read ids and row versions in creation order (store.ts); this
+    // index answers them without touching the documents.
+    statements: [
+      `CREATE INDEX source_servers_list ON source_servers (created_at, source_server_id, version)`,
+    ],
+  },
 ];
 
 const LOCK_KEY = 0x66657272; // "ferr"

@@ -11,7 +11,7 @@ import type { Store } from "./store.ts";
 import { createStore } from "./store.ts";
 import { openSqlite } from "./sqlite.ts";
 import { openPostgres } from "./postgres.ts";
-import { migrate } from "./migrations.ts";
+import { MIGRATIONS, migrate } from "./migrations.ts";
 import type { TestPostgres } from "./testing-postgres.ts";
 import { createDatabase, findPostgresBin, startTestPostgres } from "./testing-postgres.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
@@ -43,10 +43,12 @@ function contract(
       const { store, done } = await open();
       try {
         assert.equal(await migrate(store.sql), 0, "already applied");
-        const rows = await store.sql.query<{ version: number }>(`SELECT version FROM schema_migrations`);
+        const rows = await store.sql.query<{ version: number }>(
+          `SELECT version FROM schema_migrations ORDER BY version`,
+        );
         assert.deepEqual(
           rows.map((r) => Number(r.version)),
-          [1],
+          MIGRATIONS.map((m) => m.version),
         );
       } finally {
         await done();
