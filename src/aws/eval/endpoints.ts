@@ -74,7 +74,11 @@ export function endpointFindings(
         rule: "EP-01",
         code: "VPCE_MISSING",
         resources: [vpcId],
-        found: `${vpcId} has no ${kind === "s3-gateway" ? "Gateway" : "Interface"} endpoint for ${name}`,
+        found: `${vpcId} has no ${kind === "s3-gateway" ? "Gateway" : "Interface"} endpoint for ${name}${
+          kind === "s3-interface"
+            ? " (the source cannot use the gateway endpoint across the peering: no edge-to-edge routing)"
+            : ""
+        }`,
         fix: create,
       },
     ];
