@@ -19,6 +19,10 @@ type Register = (program: Command, ctx: CliContext) => void;
  * and `ferry --help` start fast. The description shows in the top-level help.
  */
 const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Register> }> = {
+  up: {
+    description: "run the control plane and a local replicator together (the embedded default)",
+    load: async () => (await import("./up.ts")).registerUp,
+  },
   server: {
     description: "the control plane: MGN-compatible API over HTTPS",
     load: async () => (await import("./server.ts")).registerServer,
@@ -26,6 +30,10 @@ const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Regi
   "access-key": {
     description: "manage access keys for the API (operator or install scope)",
     load: async () => (await import("./access-key.ts")).registerAccessKey,
+  },
+  "source-server": {
+    description: "show source servers: lifecycle, replication state, lag",
+    load: async () => (await import("./source-server.ts")).registerSourceServer,
   },
   aws: {
     description: "plan and check the private-network setup of AWS MGN itself",

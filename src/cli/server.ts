@@ -11,13 +11,14 @@ export const DEFAULT_DATA_DIR = "ferry-data";
 
 /** `HOST:PORT`, `[v6]:PORT` or `PORT`. */
 export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))?:?(\d{1,5})$/.exec(text);
+  const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):)?(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535)
+  if (!m || port > 65535) {
     throw new FerryError(
       "BAD_LISTEN",
       `--listen '${text}' is not HOST:PORT (for example 0.0.0.0:8443 or 127.0.0.1:0).`,
     );
+  }
   return { host: m[1] ?? m[2] ?? "127.0.0.1", port };
 }
 
