@@ -79,3 +79,21 @@ test("OBS-01: MGN steps and errors point at flows", () => {
     "AWS_UNKNOWN_MGN_ERROR",
   );
 });
+
+test("a rule naming a prefix list that was not collected is a note, and its flow is still reported", () => {
+  const inv = structuredClone(reference);
+  const g = inv.securityGroups.find((x) => x.GroupId === ID.sgEndpoints)!;
+  g.IpPermissions = [
+    {
+      IpProtocol: "tcp",
+      FromPort: 443,
+      ToPort: 443,
+      PrefixListIds: [{ PrefixListId: "pl-0123456789abcdef0" }],
+    },
+  ];
+  const r = checkInventory(inv, { sourceCidr: "10.1.0.0/16" });
+  assert.equal(r.flows.find((f) => f.flow === "F2")?.ok, false);
+  assert.ok(
+    r.notes.some((n) => n.startsWith(`${ID.sgEndpoints} refers to pl-0123456789abcdef0, which is not in`)),
+  );
+});

@@ -6,7 +6,14 @@
  */
 import type { Cidr } from "../model/cidr.ts";
 import type { SecurityGroup } from "../model/ec2-shapes.ts";
-import { findSubnet, findVpc, networkAclOfSubnet, routeTableOfSubnet, vpcCidrs } from "../model/inventory.ts";
+import {
+  findSubnet,
+  findVpc,
+  networkAclOfSubnet,
+  prefixListById,
+  routeTableOfSubnet,
+  vpcCidrs,
+} from "../model/inventory.ts";
 import {
   type CheckContext,
   inputMissing,
@@ -229,6 +236,17 @@ export function groupFindings(ctx: CheckContext, spec: PathSpec): Finding[] {
     );
     if (ok) continue;
     out.push(...referenceFindings(problems));
+    for (const g of self.groups) {
+      for (const rule of [...g.IpPermissions, ...g.IpPermissionsEgress]) {
+        for (const pl of rule.PrefixListIds ?? []) {
+          if (!prefixListById(ctx.inv, pl.PrefixListId) && pl.PrefixListId !== peer.prefixListId) {
+            ctx.notes.push(
+              `${g.GroupId} refers to ${pl.PrefixListId}, which is not in describe-prefix-lists.json (a customer-managed list?): its CIDRs were not counted`,
+            );
+          }
+        }
+      }
+    }
     const ids = self.groups.map((g) => g.GroupId);
     const real = ids.find((id) => id.startsWith("sg-"));
     const peerRange = peer.prefixListId
