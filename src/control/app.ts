@@ -136,6 +136,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     let res: Response;
     let caller: Caller | undefined;
     try {
+      // Refuse an announced oversize body before buffering it.
+      const declared = Number(c.req.header("content-length") ?? "0");
+      if (declared > MAX_BODY_BYTES) {
+        throw validationError(
+          `The request body is ${declared} bytes; the limit is ${MAX_BODY_BYTES}.`,
+          "other",
+        );
+      }
       const buf = new Uint8Array(await c.req.arrayBuffer());
       if (buf.length > MAX_BODY_BYTES)
         throw validationError(
