@@ -9,4 +9,5 @@ export { renderHtml } from "./report/html.ts";
 export { synthesizePlan, buildPlanStack, type PlanOptions, type CfnTemplate } from "./plan/synthesize.ts";
 export { MgnStagingArea, type MgnStagingAreaProps } from "./plan/staging-area.ts";
 export { deployPlan } from "./plan/to-describe.ts";
+export { previewPlan } from "./plan/preview.ts";
 export { collectInventory, type CollectOptions } from "./collect/collect.ts";

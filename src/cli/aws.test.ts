@@ -240,3 +240,37 @@ test("collect then check: the files from the SDK make a green check", async () =
     await rm(out, { recursive: true, force: true });
   }
 });
+
+test("plan --check-against deploys the plan on paper into a collected network and checks it", async () => {
+  const base = join(FIXTURES, "plan-base");
+  const plan = [
+    "aws",
+    "plan",
+    "--staging-vpc",
+    "vpc-0bbb0000000000002",
+    "--vpc-cidr",
+    "10.0.0.0/16",
+    "--staging-subnet",
+    "subnet-0bbb0000000000021",
+    "--subnet-cidr",
+    "10.0.1.0/24",
+    "--route-table",
+    "rtb-0bbb0000000000041",
+    "--availability-zone",
+    "us-east-1a",
+    "--check-against",
+    base,
+    ...SRC,
+  ];
+  const ok = await run([...plan, "--source-cidr", "10.1.0.0/16", "--dns", "resolver"]);
+  assert.equal(ok.code, 0, ok.out);
+  assert.match(ok.out, /All 7 flows open\./);
+  // A plan for the wrong source network leaves the source's flows shut.
+  const wrong = await run([...plan, "--source-cidr", "192.168.0.0/16", "--dns", "resolver", "--json"]);
+  assert.equal(wrong.code, 1);
+  const doc = JSON.parse(wrong.out) as { flows: { flow: string; ok: boolean }[] };
+  assert.deepEqual(
+    doc.flows.filter((f) => !f.ok).map((f) => f.flow),
+    ["F1", "F2", "F3", "F7"],
+  );
+});

@@ -10,6 +10,7 @@ import {
   collectInventory,
   flowsForError,
   loadInventory,
+  previewPlan,
   renderHtml,
   renderTerminal,
   synthesizePlan,
@@ -122,13 +123,23 @@ export function registerAws(program: Command, ctx: CliContext): void {
     )
     .option("--stack-name <name>", "the CloudFormation stack name", "FerryMgnStaging")
     .option("--output <file>", "write the template to a file instead of stdout")
+    .option("--check-against <dir>", "deploy the plan on paper into a collected network and check every flow")
+    .option("--source-subnet <subnet-id>", "with --check-against: the source's subnet in a collected VPC")
+    .option(
+      "--source-group <sg-id>",
+      "with --check-against: the source servers' group (repeatable)",
+      collectList,
+    )
+    .option("--source-hosts <file>", "with --check-against: the source's hosts file")
+    .option("--json", "with --check-against: print the check as JSON")
     .action(async (flags: PlanFlags) => {
       if (flags.dns !== "hosts" && flags.dns !== "resolver") {
         throw new FerryError("AWS_BAD_DNS_MODE", `--dns ${flags.dns}: use hosts or resolver`);
       }
+      const region = flags.region ?? flags.availabilityZone.replace(/[a-z]$/, "");
       const template = synthesizePlan({
         stackName: flags.stackName,
-        region: flags.region ?? flags.availabilityZone.replace(/[a-z]$/, ""),
+        region,
         stagingVpcId: flags.stagingVpc,
         vpcCidr: flags.vpcCidr,
         stagingSubnetId: flags.stagingSubnet,
@@ -140,6 +151,26 @@ export function registerAws(program: Command, ctx: CliContext): void {
         ...(flags.resolverSubnet ? { resolverSubnetIds: flags.resolverSubnet } : {}),
       });
       const text = `${JSON.stringify(template, null, 2)}\n`;
+      if (flags.checkAgainst) {
+        if (flags.output) await writeFile(flags.output, text);
+        const report = await previewPlan(template, flags.checkAgainst, region, {
+          ...(flags.sourceSubnet
+            ? { sourceSubnetId: flags.sourceSubnet }
+            : { sourceCidr: flags.sourceCidr[0] ?? "" }),
+          ...(flags.sourceGroup ? { sourceGroupIds: flags.sourceGroup } : {}),
+          ...(flags.sourceHosts
+            ? {
+                sourceHosts: await readText(flags.sourceHosts, "--source-hosts"),
+                sourceHostsName: flags.sourceHosts,
+              }
+            : {}),
+          region,
+        });
+        if (flags.json) writeJson(ctx.stdout, toJson(report));
+        else ctx.stdout.write(renderTerminal(report));
+        if (report.flows.some((f) => !f.ok)) ctx.exitCode = 1;
+        return;
+      }
       if (flags.output) {
         await writeFile(flags.output, text);
         writeLine(ctx.stderr, `CloudFormation template written to ${flags.output}`);
@@ -197,6 +228,11 @@ interface PlanFlags {
   resolverSubnet?: string[];
   stackName: string;
   output?: string;
+  checkAgainst?: string;
+  sourceSubnet?: string;
+  sourceGroup?: string[];
+  sourceHosts?: string;
+  json?: boolean;
 }
 
 interface CollectFlags {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { loadInventory } from "../model/loader.ts";
 import { checkInventory } from "../eval/check.ts";
 import { CASES, type CaseArgs, type ExpectedFinding } from "./cases.ts";
-import { FIXTURES_DIR, renderCase } from "./write.ts";
+import { FIXTURES_DIR, PLAN_BASE_DIR, renderCase, renderPlanBase } from "./write.ts";
 
 const key = (f: ExpectedFinding) => `${f.flow} ${f.rule} ${f.code} ${f.resources.join(",")}`;
 
@@ -27,6 +27,15 @@ test("the fixture files on disk are the ones the corpus builds (run node src/aws
     for (const [name, text] of Object.entries(rendered)) {
       assert.equal(readFileSync(join(FIXTURES_DIR, c.name, name), "utf8"), text, `${c.name}/${name}`);
     }
+  }
+  const base = renderPlanBase();
+  assert.deepEqual(readdirSync(join(FIXTURES_DIR, PLAN_BASE_DIR)).sort(), Object.keys(base).sort());
+  for (const [name, text] of Object.entries(base)) {
+    assert.equal(
+      readFileSync(join(FIXTURES_DIR, PLAN_BASE_DIR, name), "utf8"),
+      text,
+      `${PLAN_BASE_DIR}/${name}`,
+    );
   }
 });
 

@@ -8,6 +8,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CASES, DEFAULT_ARGS, type CaseArgs, type FixtureCase } from "./cases.ts";
 import { REFERENCE_HOSTS, referenceSetup } from "./reference.ts";
+import { planBase } from "./plan-base.ts";
 
 export const FIXTURES_DIR = new URL("../fixtures/", import.meta.url).pathname;
 
@@ -27,7 +28,20 @@ export function renderCase(c: FixtureCase): Record<string, string> {
   return out;
 }
 
+/** The network before `ferry aws plan` is deployed, as a collect directory (fixtures/plan-base). */
+export const PLAN_BASE_DIR = "plan-base";
+
+export function renderPlanBase(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(planBase()).map(([n, v]) => [n, `${JSON.stringify(v, null, 4)}\n`]),
+  );
+}
+
 export async function writeCorpus(dir = FIXTURES_DIR): Promise<void> {
+  const baseDir = join(dir, PLAN_BASE_DIR);
+  await rm(baseDir, { recursive: true, force: true });
+  await mkdir(baseDir, { recursive: true });
+  for (const [name, text] of Object.entries(renderPlanBase())) await writeFile(join(baseDir, name), text);
   for (const c of CASES) {
     const caseDir = join(dir, c.name);
     await rm(caseDir, { recursive: true, force: true });
