@@ -161,7 +161,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const seconds = (performance.now() - started) / 1000;
     metrics.observe(operation, res.status, seconds);
-    logger[res.status >= 500 ? "error" : "info"]("request", {
+    // Heartbeats (every agent every few seconds) would drown the log: successful ones are debug.
+    const level =
+      res.status >= 500
+        ? "error"
+        : operation === "ferry:AgentReport" && res.status === 200
+          ? "debug"
+          : "info";
+    logger[level]("request", {
       requestId,
       operation,
       status: res.status,
