@@ -80,7 +80,16 @@ function sourceParty(inv: AwsInventory, o: CheckOptions, notes: string[]): Party
         : `no --source-group and no default group of ${subnet.VpcId}: source egress counted as denied`,
     );
   }
-  const cidr = o.sourceCidr ? parseCidr(o.sourceCidr, "--source-cidr") : parseCidr(subnet.CidrBlock);
+  if (!o.sourceCidr && !subnet.CidrBlock) {
+    throw new FerryError(
+      "AWS_SOURCE_SUBNET_NO_IPV4",
+      `--source-subnet ${subnet.SubnetId} has no IPv4 CIDR; pass --source-cidr with the source servers' addresses`,
+    );
+  }
+  const cidr = parseCidr(
+    o.sourceCidr ?? subnet.CidrBlock ?? "",
+    o.sourceCidr ? "--source-cidr" : `${subnet.SubnetId} CidrBlock`,
+  );
   return { id: subnet.SubnetId, vpcId: subnet.VpcId, subnetId: subnet.SubnetId, cidrs: [cidr], groups };
 }
 

@@ -31,10 +31,10 @@ export function hostsLines(
   ec2Enis: NetworkInterface[],
 ): string[] {
   const lines: string[] = [];
-  const mgn = mgnEnis[0];
-  const ec2 = ec2Enis[0];
-  if (mgn) lines.push(`${mgn.PrivateIpAddress} mgn.${region}.amazonaws.com`);
-  if (ec2) lines.push(`${ec2.PrivateIpAddress} ec2.${region}.amazonaws.com`);
+  const mgn = mgnEnis.find((e) => e.PrivateIpAddress)?.PrivateIpAddress;
+  const ec2 = ec2Enis.find((e) => e.PrivateIpAddress)?.PrivateIpAddress;
+  if (mgn) lines.push(`${mgn} mgn.${region}.amazonaws.com`);
+  if (ec2) lines.push(`${ec2} ec2.${region}.amazonaws.com`);
   return lines;
 }
 
@@ -57,7 +57,7 @@ function hostsFindings(ctx: CheckContext, input: DnsInput, hosts: string): Findi
   ];
   for (const [name, enis, required] of wanted) {
     const ip = map.get(name);
-    const ips = enis.map((e) => e.PrivateIpAddress);
+    const ips = enis.flatMap((e) => (e.PrivateIpAddress ? [e.PrivateIpAddress] : []));
     const line = ips[0] ? `${ips[0]} ${name}` : undefined;
     if (ip === undefined) {
       if (!required) continue;

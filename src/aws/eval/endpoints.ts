@@ -129,7 +129,7 @@ function groupsOf(ctx: CheckContext, ids: string[]): SecurityGroup[] {
 
 /** A Party for an ENI of the set: its primary address, subnet and groups. */
 export function eniParty(ctx: CheckContext, eni: NetworkInterface): Party {
-  const ip = tryParseCidr(eni.PrivateIpAddress);
+  const ip = eni.PrivateIpAddress ? tryParseCidr(eni.PrivateIpAddress) : undefined;
   return {
     id: eni.NetworkInterfaceId,
     vpcId: eni.VpcId,

@@ -5,7 +5,7 @@
  * stagingAreaSubnetId with the configured groups, plus the group MGN creates
  * when associateDefaultSecurityGroup is on.
  */
-import { parseCidr, tryParseCidr } from "../model/cidr.ts";
+import { tryParseCidr } from "../model/cidr.ts";
 import type { SecurityGroup } from "../model/ec2-shapes.ts";
 import { findGroup, findSubnet } from "../model/inventory.ts";
 import type { CheckContext } from "./context.ts";
@@ -139,7 +139,7 @@ export function settingFindings(
 /** The replication server MGN would launch for this setting, or undefined if it cannot be placed. */
 export function virtualReplicationServer(ctx: CheckContext, s: ReplicationSetting): Party | undefined {
   const subnet = findSubnet(ctx.inv, s.stagingAreaSubnetId);
-  const cidr = subnet && tryParseCidr(subnet.CidrBlock);
+  const cidr = subnet?.CidrBlock ? tryParseCidr(subnet.CidrBlock) : undefined;
   if (!subnet || !cidr) return undefined;
   const groups = s.replicationServersSecurityGroupsIDs
     .map((id) => findGroup(ctx.inv, id))
@@ -149,7 +149,7 @@ export function virtualReplicationServer(ctx: CheckContext, s: ReplicationSettin
     id: s.id,
     vpcId: subnet.VpcId,
     subnetId: subnet.SubnetId,
-    cidrs: [parseCidr(subnet.CidrBlock)],
+    cidrs: [cidr],
     groups,
   };
 }

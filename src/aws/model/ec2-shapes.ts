@@ -31,7 +31,8 @@ export const DescribeVpcsResult = z.looseObject({ Vpcs: z.array(Vpc) });
 export const Subnet = z.looseObject({
   SubnetId: z.string(),
   VpcId: z.string(),
-  CidrBlock: z.string(),
+  // Absent on IPv6-only subnets.
+  CidrBlock: z.string().optional(),
   AvailabilityZone: z.string().optional(),
   AvailabilityZoneId: z.string().optional(),
   State: z.string().optional(),
@@ -144,7 +145,8 @@ export const VpcEndpoint = z.looseObject({
   VpcEndpointId: z.string(),
   VpcEndpointType: z.string(),
   VpcId: z.string(),
-  ServiceName: z.string(),
+  // Absent on Resource and ServiceNetwork endpoints.
+  ServiceName: z.string().default(""),
   // The model's enum is PascalCase ("Available"); the API returns lowercase.
   State: z.string(),
   PolicyDocument: z.string().optional(),
@@ -167,11 +169,13 @@ export const NetworkInterface = z.looseObject({
   NetworkInterfaceId: z.string(),
   SubnetId: z.string(),
   VpcId: z.string(),
-  PrivateIpAddress: z.string(),
+  // Absent on IPv6-only interfaces.
+  PrivateIpAddress: z.string().optional(),
   PrivateIpAddresses: z
     .array(z.looseObject({ PrivateIpAddress: z.string(), Primary: z.boolean().optional() }))
     .optional(),
-  Groups: z.array(z.looseObject({ GroupId: z.string(), GroupName: z.string().optional() })),
+  // Some requester-managed interfaces print no groups.
+  Groups: z.array(z.looseObject({ GroupId: z.string(), GroupName: z.string().optional() })).default([]),
   InterfaceType: z.string().optional(),
   RequesterManaged: z.boolean().optional(),
   RequesterId: z.string().optional(),

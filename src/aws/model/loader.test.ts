@@ -56,12 +56,12 @@ test("a file that is not what it claims names the file and the field", async () 
   });
   await withReference(async (dir) => {
     const subnets = referenceSetup()["describe-subnets.json"] as { Subnets: Record<string, unknown>[] };
-    delete subnets.Subnets[1]!.CidrBlock;
+    delete subnets.Subnets[1]!.VpcId;
     await writeFile(join(dir, "describe-subnets.json"), JSON.stringify(subnets));
     await rejectsWith(
       loadInventory(dir),
       "AWS_INPUT_INVALID",
-      /^describe-subnets\.json: field Subnets\[1\]\.CidrBlock: /,
+      /^describe-subnets\.json: field Subnets\[1\]\.VpcId: /,
     );
   });
   await withReference(async (dir) => {
@@ -119,5 +119,42 @@ test("property: any mutation of a field's type is a typed error naming describe-
       ),
       { numRuns: 40 },
     );
+  });
+});
+
+test("shapes real accounts hold besides MGN's load: IPv6-only subnet, ENI without groups, Resource endpoint", async () => {
+  await withReference(async (dir) => {
+    const f = referenceSetup();
+    (f["describe-subnets.json"] as { Subnets: unknown[] }).Subnets.push({
+      SubnetId: "subnet-0bbb00000000000ff",
+      VpcId: ID.stgVpc,
+      Ipv6Native: true,
+      Ipv6CidrBlockAssociationSet: [{ Ipv6CidrBlock: "2600:1f18:1::/64" }],
+    });
+    (f["describe-network-interfaces.json"] as { NetworkInterfaces: unknown[] }).NetworkInterfaces.push({
+      NetworkInterfaceId: "eni-0fff0000000000001",
+      SubnetId: "subnet-0bbb00000000000ff",
+      VpcId: ID.stgVpc,
+      InterfaceType: "gateway_load_balancer_endpoint",
+      Ipv6Address: "2600:1f18:1::10",
+    });
+    (f["describe-vpc-endpoints.json"] as { VpcEndpoints: unknown[] }).VpcEndpoints.push({
+      VpcEndpointId: "vpce-0fff0000000000002",
+      VpcEndpointType: "Resource",
+      VpcId: ID.stgVpc,
+      State: "available",
+      ResourceConfigurationArn: `arn:aws:vpc-lattice:us-east-1:${ID.account}:resourceconfiguration/rcfg-0123`,
+    });
+    for (const name of [
+      "describe-subnets.json",
+      "describe-network-interfaces.json",
+      "describe-vpc-endpoints.json",
+    ]) {
+      await writeFile(join(dir, name), JSON.stringify(f[name]));
+    }
+    const inv = await loadInventory(dir);
+    assert.equal(inv.subnets.length, 4);
+    assert.deepEqual(inv.networkInterfaces.at(-1)?.Groups, []);
+    assert.equal(inv.vpcEndpoints.at(-1)?.ServiceName, "");
   });
 });
