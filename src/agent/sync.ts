@@ -1,26 +1,23 @@
 /**
- * The initial sync of one disk: read → skip zero blocks → hash → compress
- * (adaptive) → send, with read-ahead, a bounded window of unacknowledged
- * bytes, bandwidth throttling and resume from the replicator's durable point
- * after a lost connection or a restart.
+ * Replicating one disk: connect (with retries), then, depending on what the
+ * agent and the replicator remember of it,
+ * - a new initial sync (a new generation),
+ * - the rest of an interrupted initial sync (resume from the durable point), or
+ * - a rescan: read every block, compare with the hashes the replicator
+ *   recorded, send only what differs (after a completed sync whose changes
+ *   were not tracked).
  */
 import { randomBytes } from "node:crypto";
-import { constants as zc, zstdCompressSync } from "node:zlib";
 import { FerryError } from "../lib/errors.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
-import {
-  BarrierFlags,
-  Compression,
-  HelloMode,
-  PROTOCOL_VERSION,
-  blockHashes,
-  isZero,
-  type Frame,
-} from "../wire/index.ts";
-import { connectReplicator, handshake, replicatorError, type ReplicatorEndpoint } from "./client.ts";
+import { BarrierFlags, HASH_BYTES, HelloMode, PROTOCOL_VERSION, recordedHash } from "../wire/index.ts";
+import { connectReplicator, handshake, type ReplicatorEndpoint } from "./client.ts";
 import { type BlockSource, type DirectMode, openBlockSource } from "./disk/block-source.ts";
-import { loadDiskState, saveDiskState } from "./state.ts";
+import { type DiskState, loadDiskState, saveDiskState } from "./state.ts";
+import { DataStream, emptyCounters, emptyStalls, type StreamCounters, type SyncStalls } from "./stream.ts";
 import { Throttle } from "./throttle.ts";
+
+export type { SyncStalls } from "./stream.ts";
 
 const MiB = 1024 * 1024;
 
@@ -31,7 +28,7 @@ export interface ReplicateOptions {
   endpoint: ReplicatorEndpoint;
   /** Where the agent keeps its per-disk state (generation ids). */
   stateDir: string;
-  /** Start a new generation even if a resumable one exists. @default false */
+  /** Start a new generation (full copy) even if a resumable one exists. @default false */
   resync?: boolean;
   /** @default 1 MiB */
   chunkSize?: number;
@@ -53,41 +50,34 @@ export interface ReplicateOptions {
   throttle?: Throttle;
 }
 
+export type SyncMode = "initial" | "resume" | "rescan";
+
 export interface SyncProgress {
   diskId: string;
+  mode: SyncMode;
   size: number;
   /** Bytes read and handed to the sender. */
   readOffset: number;
-  /** Bytes durable on the replicator. */
+  /** Bytes durable on the replicator (sequential progress; the whole disk during a rescan once done). */
   ackedOffset: number;
+  /** Unacknowledged bytes in flight. */
+  backlogBytes: number;
   bytesSent: number;
   zeroBytes: number;
+  /** Bytes compared during a rescan. */
+  rescannedBytes: number;
   startedAt: number;
   resumedFrom: number;
 }
 
-export interface SyncStalls {
-  readWaitMs: number;
-  windowWaitMs: number;
-  socketWaitMs: number;
-  throttleWaitMs: number;
-  compressMs: number;
-  hashMs: number;
-}
-
-export interface SyncResult {
+export interface SyncResult extends StreamCounters {
   diskId: string;
   sourcePath: string;
   generationId: string;
+  mode: SyncMode;
   bytes: number;
-  zeroBytes: number;
-  /** Raw bytes sent as DATA. */
-  dataBytes: number;
-  /** Raw bytes that went through zstd and the bytes they became. */
-  compressedRawBytes: number;
-  compressedBytes: number;
-  /** Bytes on the wire (frames, before TLS). */
-  wireBytes: number;
+  /** Bytes compared with the replicator's hashes during a rescan. */
+  rescannedBytes: number;
   /** Offset the first connection resumed from (0 for a new sync). */
   resumedFrom: number;
   /** Where the time went (ms): waiting for the disk, for acknowledgements, for the socket; compressing; hashing. */
@@ -112,6 +102,7 @@ const FATAL = new Set([
   "DISK_SHRANK",
   "DISK_READ_FAILED",
   "DISK_NOT_FOUND",
+  "DISK_EMPTY",
   "ABORTED",
 ]);
 
@@ -120,29 +111,37 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
   const source = await openBlockSource(options.sourcePath, options.direct ? { direct: options.direct } : {});
   const throttle = options.throttle ?? new Throttle(options.bandwidthMbps ?? 0);
   const started = performance.now();
-  const totals = { zeroBytes: 0, dataBytes: 0, compressedRawBytes: 0, compressedBytes: 0, wireBytes: 0 };
-  const stalls: SyncStalls = {
-    readWaitMs: 0,
-    windowWaitMs: 0,
-    socketWaitMs: 0,
-    throttleWaitMs: 0,
-    compressMs: 0,
-    hashMs: 0,
-  };
-  let resumedFrom: number | undefined;
+  const counters = emptyCounters();
+  const stalls = emptyStalls();
+  const run: RunState = { counters, stalls, rescannedBytes: 0, resumedFrom: undefined, mode: "initial" };
   let reconnects = 0;
   let generationId: string | undefined;
+  let o = options;
   try {
     for (let attempt = 0; generationId === undefined; attempt++) {
       if (options.signal?.aborted) throw aborted();
       try {
-        generationId = await syncOnce(options, source, throttle, totals, stalls, log, (from) => {
-          resumedFrom ??= from;
-        });
+        generationId = await syncOnce(o, source, throttle, run, log);
       } catch (err) {
-        const fe = err instanceof FerryError ? err : new FerryError("DISK_READ_FAILED", String(err));
-        if (FATAL.has(fe.code) || attempt >= (options.maxReconnects ?? 8) || options.signal?.aborted)
+        const fe =
+          err instanceof FerryError
+            ? err
+            : new FerryError("INTERNAL", String(err), { kind: "internal", cause: err });
+        if (fe.code === "GENERATION_UNKNOWN" && !o.resync) {
+          // The replicator has nothing for this disk (new replicator, removed volume): nothing to resume, start anew.
+          log.warn("the replicator has no volume for this disk; starting a new sync", { diskId: o.diskId });
+          o = { ...o, resync: true };
+          attempt--;
+          continue;
+        }
+        if (
+          FATAL.has(fe.code) ||
+          fe.kind === "internal" ||
+          attempt >= (options.maxReconnects ?? 8) ||
+          options.signal?.aborted
+        ) {
           throw err;
+        }
         reconnects++;
         const delay = Math.min(30000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
         log.warn("connection lost; reconnecting", {
@@ -161,9 +160,11 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
     diskId: options.diskId,
     sourcePath: options.sourcePath,
     generationId,
+    mode: run.mode,
     bytes: source.size,
-    ...totals,
-    resumedFrom: resumedFrom ?? 0,
+    ...counters,
+    rescannedBytes: run.rescannedBytes,
+    resumedFrom: run.resumedFrom ?? 0,
     stalls: Object.fromEntries(
       Object.entries(stalls).map(([k, v]) => [k, Math.round(v)]),
     ) as unknown as SyncStalls,
@@ -171,6 +172,14 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
     seconds: (performance.now() - started) / 1000,
     direct: source.direct,
   };
+}
+
+interface RunState {
+  counters: StreamCounters;
+  stalls: SyncStalls;
+  rescannedBytes: number;
+  resumedFrom: number | undefined;
+  mode: SyncMode;
 }
 
 function aborted(): FerryError {
@@ -190,25 +199,16 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** One connection's worth of syncing; returns the generation id when the disk is complete. */
+/** One connection's worth of syncing; returns the generation id when the disk is in sync. */
 async function syncOnce(
   o: ReplicateOptions,
   source: BlockSource,
   throttle: Throttle,
-  totals: {
-    zeroBytes: number;
-    dataBytes: number;
-    compressedRawBytes: number;
-    compressedBytes: number;
-    wireBytes: number;
-  },
-  stalls: SyncStalls,
+  run: RunState,
   log: Logger,
-  onResume: (from: number) => void,
 ): Promise<string> {
   const chunkSize = o.chunkSize ?? MiB;
   const hashBlockSize = o.hashBlockSize ?? 64 * 1024;
-  const windowBytes = o.windowBytes ?? 64 * MiB;
   if (chunkSize % hashBlockSize !== 0)
     throw new RangeError("chunk size must be a multiple of the hash block size");
   const size = source.size;
@@ -216,15 +216,12 @@ async function syncOnce(
 
   const prior = await loadDiskState(o.stateDir, o.sourceServerId, o.diskId);
   const resume =
-    !o.resync &&
-    prior !== undefined &&
-    !prior.initialSyncComplete &&
-    prior.diskSize === size &&
-    prior.hashBlockSize === hashBlockSize;
+    !o.resync && prior !== undefined && prior.diskSize === size && prior.hashBlockSize === hashBlockSize;
   const generation = resume ? Buffer.from(prior.generationId, "hex") : randomBytes(16);
+  const generationId = generation.toString("hex");
 
   const conn = await connectReplicator(o.endpoint);
-  let closeReason: Error | undefined;
+  let stream: DataStream | undefined;
   try {
     const welcome = await handshake(conn, {
       type: "HELLO",
@@ -238,318 +235,148 @@ async function syncOnce(
       generationId: generation,
       token: o.endpoint.token,
     });
-    const generationId = generation.toString("hex");
-    if (!resume) {
-      await saveDiskState(o.stateDir, {
-        sourceServerId: o.sourceServerId,
-        diskId: o.diskId,
-        sourcePath: o.sourcePath,
-        generationId,
-        diskSize: size,
-        hashBlockSize,
-        initialSyncComplete: false,
-        updatedAt: "",
-      });
-    }
-    const startOffset = Number(welcome.resumeOffset);
-    onResume(startOffset);
-    log.info(resume ? "resuming sync" : "starting sync", { diskId: o.diskId, offset: startOffset, size });
-
-    // --- acknowledgements and the window ---------------------------------
-    let nextSeq = Number(welcome.durableSeq) + 1;
-    let ackedSeq = Number(welcome.durableSeq);
-    let ackedOffset = startOffset;
-    const inFlight: { seq: number; end: number; bytes: number }[] = [];
-    let inFlightBytes = 0;
-    let wake: (() => void) | undefined;
-    const wakeUp = () => {
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    conn.start({
-      frame: (f: Frame) => {
-        if (f.type === "ACK") {
-          ackedSeq = Number(f.seq);
-          while (inFlight.length && inFlight[0]!.seq <= ackedSeq) {
-            const done = inFlight.shift()!;
-            inFlightBytes -= done.bytes;
-            ackedOffset = done.end;
-          }
-          wakeUp();
-        } else if (f.type === "ERROR") {
-          closeReason = replicatorError(f.code, f.message);
-          conn.close();
-        }
-      },
-      close: (err) => {
-        closeReason ??=
-          err instanceof FerryError
-            ? err
-            : new FerryError(
-                "CONNECTION_LOST",
-                `lost the connection to the replicator${err ? `: ${err.message}` : ""}`,
-              );
-        wakeUp();
-      },
-    });
-    const hb = welcome.heartbeatIntervalMs || 5000;
-    conn.heartbeat({ intervalMs: hb, idleTimeoutMs: hb * 4 });
-    const onAbort = () => {
-      closeReason = aborted();
-      conn.close();
-    };
-    o.signal?.addEventListener("abort", onAbort);
-
-    const check = () => {
-      if (closeReason) throw closeReason;
-    };
-    const waitFor = async (cond: () => boolean) => {
-      while (!cond()) {
-        check();
-        await new Promise<void>((r) => (wake = r));
-      }
-      check();
-    };
-
-    const progress: SyncProgress = {
+    const state: DiskState = {
+      sourceServerId: o.sourceServerId,
       diskId: o.diskId,
-      size,
-      readOffset: startOffset,
-      ackedOffset,
-      bytesSent: 0,
-      zeroBytes: 0,
-      startedAt: Date.now(),
-      resumedFrom: startOffset,
+      sourcePath: o.sourcePath,
+      generationId,
+      diskSize: size,
+      hashBlockSize,
+      initialSyncComplete: false,
+      updatedAt: "",
     };
+    if (!resume) await saveDiskState(o.stateDir, state);
+    const startOffset = Number(welcome.resumeOffset);
+    run.resumedFrom ??= startOffset;
+    // A completed sync whose changes nobody tracked since: compare everything.
+    const rescan = resume && prior.initialSyncComplete && startOffset >= size;
+    run.mode = rescan ? "rescan" : resume ? "resume" : "initial";
+    log.info(
+      `${run.mode === "initial" ? "starting" : run.mode === "resume" ? "resuming" : "rescanning"} sync`,
+      {
+        diskId: o.diskId,
+        offset: startOffset,
+        size,
+      },
+    );
+
+    stream = new DataStream({
+      conn,
+      welcome,
+      source,
+      chunkSize,
+      hashBlockSize,
+      windowBytes: o.windowBytes ?? 64 * MiB,
+      compression: o.compression ?? "auto",
+      throttle,
+      counters: run.counters,
+      stalls: run.stalls,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    const s = stream;
+    let readOffset = rescan ? 0 : startOffset;
     let lastReport = 0;
     const report = (force = false) => {
       const now = performance.now();
       if (!o.onProgress || (!force && now - lastReport < 200)) return;
       lastReport = now;
-      o.onProgress({ ...progress, ackedOffset, bytesSent: totals.wireBytes, zeroBytes: totals.zeroBytes });
-    };
-
-    // --- the sender: frames in order, window, throttle, back-pressure ------
-    const send = async (frame: Frame, end: number, rawBytes: number) => {
-      let t = performance.now();
-      await waitFor(() => inFlightBytes + rawBytes <= windowBytes || inFlight.length === 0);
-      stalls.windowWaitMs += performance.now() - t;
-      const before = conn.bytesSent;
-      t = performance.now();
-      await throttle.take(frame.type === "DATA" ? frame.payload.length + 64 : 64, o.signal);
-      stalls.throttleWaitMs += performance.now() - t;
-      check();
-      if (frame.type !== "HEARTBEAT" && frame.type !== "ACK" && frame.type !== "ERROR" && "seq" in frame) {
-        inFlight.push({ seq: Number(frame.seq), end, bytes: rawBytes });
-        inFlightBytes += rawBytes;
-      }
-      const ok = conn.send(frame);
-      totals.wireBytes += conn.bytesSent - before;
-      if (!ok) {
-        t = performance.now();
-        await conn.drain();
-        stalls.socketWaitMs += performance.now() - t;
-      }
-      check();
-      report();
-    };
-
-    // --- compression policy ---------------------------------------------
-    // zstd level 1 on the event loop: for 1 MiB blocks the synchronous call
-    // costs less than a round trip through the thread pool. Skipped for a while
-    // after blocks that do not shrink, and while we are CPU-bound rather than
-    // network-bound.
-    let incompressibleStreak = 0;
-    let skipCompression = 0;
-    let compressMs = 0;
-    let windowStart = performance.now();
-    let netWaitAtWindowStart = stalls.socketWaitMs + stalls.windowWaitMs + stalls.throttleWaitMs;
-    const makeData = (seq: number, offset: number, raw: Buffer, hashes: Buffer): Frame => {
-      let payload = raw;
-      let compression: (typeof Compression)[keyof typeof Compression] = Compression.NONE;
-      const policy = o.compression ?? "auto";
-      const now = performance.now();
-      if (now - windowStart > 1000) {
-        // Once a second: were we waiting on the network (compression pays) or on
-        // our own CPU (compressing costs more than sending raw)? CPU-bound: skip
-        // compression for the next 64 blocks, then probe again.
-        const elapsed = now - windowStart;
-        const netWait =
-          stalls.socketWaitMs + stalls.windowWaitMs + stalls.throttleWaitMs - netWaitAtWindowStart;
-        if (policy === "auto" && netWait / elapsed < 0.05 && compressMs / elapsed > 0.2) {
-          skipCompression = Math.max(skipCompression, 64);
-        }
-        compressMs = 0;
-        netWaitAtWindowStart += netWait;
-        windowStart = now;
-      }
-      const tryIt = policy === "zstd" || (policy === "auto" && skipCompression === 0);
-      if (skipCompression > 0) skipCompression--;
-      if (tryIt) {
-        const t0 = performance.now();
-        const z = zstdCompressSync(raw, {
-          chunkSize: raw.length + 1024,
-          params: { [zc.ZSTD_c_compressionLevel]: 1 },
-        });
-        compressMs += performance.now() - t0;
-        stalls.compressMs += performance.now() - t0;
-        if (z.length < raw.length * 0.9) {
-          payload = z;
-          compression = Compression.ZSTD;
-          incompressibleStreak = 0;
-          totals.compressedRawBytes += raw.length;
-          totals.compressedBytes += z.length;
-        } else if (++incompressibleStreak >= 4 && policy === "auto") {
-          skipCompression = 16;
-          incompressibleStreak = 0;
-        }
-      }
-      if (payload === raw) payload = Buffer.from(raw); // the read buffer is reused
-      return {
-        type: "DATA",
-        seq: BigInt(seq),
-        offset: BigInt(offset),
-        length: raw.length,
-        compression,
-        hashes,
-        payload,
-      };
-    };
-
-    // --- the reader and producer -----------------------------------------
-    const readAhead = 4;
-    const buffers = source.allocBuffers(readAhead + 1, chunkSize);
-    const freeBuffers = [...buffers];
-    const reads: Promise<{ offset: number; buf: Buffer; n: number }>[] = [];
-    let nextRead = startOffset;
-    const startRead = () => {
-      if (nextRead >= size || freeBuffers.length === 0) return;
-      const offset = nextRead;
-      const buf = freeBuffers.pop()!;
-      const want = Math.min(chunkSize, size - offset);
-      nextRead += want;
-      const p = source.read(buf, offset, want).then((n) => ({ offset, buf, n }));
-      p.catch(() => {});
-      reads.push(p);
-    };
-    const pending: { frame: Promise<Frame>; end: number; bytes: number }[] = [];
-    const flushPending = async (keep: number) => {
-      while (pending.length > keep) {
-        const p = pending.shift()!;
-        await send(await p.frame, p.end, p.bytes);
-      }
-    };
-    let zeroStart = -1;
-    let zeroLen = 0;
-    const emitZero = () => {
-      if (zeroLen === 0) return;
-      const seq = nextSeq++;
-      pending.push({
-        frame: Promise.resolve({
-          type: "ZERO",
-          seq: BigInt(seq),
-          offset: BigInt(zeroStart),
-          length: BigInt(zeroLen),
-        }),
-        end: zeroStart + zeroLen,
-        bytes: 0,
-      });
-      zeroStart = -1;
-      zeroLen = 0;
-    };
-
-    try {
-      while (reads.length < readAhead) {
-        const before = reads.length;
-        startRead();
-        if (reads.length === before) break;
-      }
-      while (reads.length > 0) {
-        check();
-        const tr = performance.now();
-        const { offset, buf, n } = await reads.shift()!;
-        stalls.readWaitMs += performance.now() - tr;
-        const expected = Math.min(chunkSize, size - offset);
-        if (n < expected) {
-          const now = await source.currentSize();
-          throw new FerryError(
-            "DISK_SHRANK",
-            `${o.sourcePath} shrank from ${size} to ${now} bytes during the sync (short read at offset ${offset}); what was acknowledged is kept — restart the agent to sync the disk at its new size`,
-            { details: { path: o.sourcePath, size, now, offset } },
-          );
-        }
-        // Split the chunk into runs of zero and non-zero hash blocks.
-        let runStart = -1;
-        for (let at = 0; at <= n; at += hashBlockSize) {
-          const block = at < n ? buf.subarray(at, Math.min(at + hashBlockSize, n)) : undefined;
-          const zero = block !== undefined && isZero(block);
-          if (block === undefined || zero) {
-            if (runStart >= 0) {
-              emitZero();
-              const raw = buf.subarray(runStart, at);
-              const seq = nextSeq++;
-              const dataOffset = offset + runStart;
-              const th = performance.now();
-              const hashes = blockHashes(raw, hashBlockSize);
-              stalls.hashMs += performance.now() - th;
-              pending.push({
-                frame: Promise.resolve(makeData(seq, dataOffset, raw, hashes)),
-                end: dataOffset + raw.length,
-                bytes: raw.length,
-              });
-              totals.dataBytes += raw.length;
-              runStart = -1;
-            }
-            if (zero) {
-              if (zeroLen === 0) zeroStart = offset + at;
-              zeroLen += block.length;
-              totals.zeroBytes += block.length;
-              if (zeroLen >= 256 * MiB) emitZero();
-            }
-          } else if (runStart < 0) {
-            runStart = at;
-          }
-        }
-        freeBuffers.push(buf);
-        progress.readOffset = offset + n;
-        startRead();
-        await flushPending(4);
-      }
-      emitZero();
-      await flushPending(0);
-      // The whole disk is sent: a barrier marks the initial sync complete and consistent.
-      const barrierSeq = nextSeq++;
-      await send(
-        {
-          type: "BARRIER",
-          seq: BigInt(barrierSeq),
-          barrierId: 1n,
-          flags: BarrierFlags.INITIAL_SYNC_COMPLETE | BarrierFlags.CONSISTENT,
-          timestampMs: BigInt(Date.now()),
-        },
-        size,
-        0,
-      );
-      await waitFor(() => ackedSeq >= barrierSeq);
-      report(true);
-      await saveDiskState(o.stateDir, {
-        sourceServerId: o.sourceServerId,
+      o.onProgress({
         diskId: o.diskId,
-        sourcePath: o.sourcePath,
-        generationId,
-        diskSize: size,
-        hashBlockSize,
-        initialSyncComplete: true,
-        updatedAt: "",
+        mode: run.mode,
+        size,
+        readOffset,
+        ackedOffset: rescan ? (force ? size : readOffset - s.unackedBytes) : s.ackedEnd,
+        backlogBytes: s.unackedBytes,
+        bytesSent: run.counters.wireBytes,
+        zeroBytes: run.counters.zeroBytes,
+        rescannedBytes: run.rescannedBytes,
+        startedAt: Date.now(),
+        resumedFrom: startOffset,
       });
-      return generationId;
-    } finally {
-      o.signal?.removeEventListener("abort", onAbort);
-      // Let outstanding reads finish before their buffers can be reused or freed.
-      await Promise.allSettled(reads);
+    };
+
+    if (rescan) {
+      await rescanDisk(s, source, hashBlockSize, run, (off) => {
+        readOffset = off;
+        report();
+      });
+    } else {
+      await s.sendRange(startOffset, size, (off) => {
+        readOffset = off;
+        report();
+      });
     }
+    // The whole disk is in sync: a barrier marks it complete and consistent.
+    const seq = await s.barrier(1, BarrierFlags.INITIAL_SYNC_COMPLETE | BarrierFlags.CONSISTENT);
+    await s.waitAcked(seq);
+    readOffset = size;
+    report(true);
+    await saveDiskState(o.stateDir, { ...state, initialSyncComplete: true });
+    return generationId;
   } finally {
-    conn.close();
+    if (stream) stream.close();
+    else conn.close();
+  }
+}
+
+/**
+ * Reads every block and sends only those whose hash differs from what the
+ * replicator recorded. Hashes are fetched a window ahead of the reads.
+ */
+async function rescanDisk(
+  s: DataStream,
+  source: BlockSource,
+  hashBlockSize: number,
+  run: RunState,
+  onProgress: (offset: number) => void,
+): Promise<void> {
+  const span = 16 * MiB;
+  const blocksPerSpan = span / hashBlockSize;
+  const size = source.size;
+  const [a, b] = source.allocBuffers(2, span);
+  const ask = (off: number) => {
+    const first = off / hashBlockSize;
+    const count = Math.min(blocksPerSpan, Math.ceil((size - off) / hashBlockSize));
+    const p = s.requestHashes(first, count);
+    p.catch(() => {});
+    return p;
+  };
+  let bufs = [a!, b!];
+  let nextHashes = ask(0);
+  let nextRead = source.read(bufs[0]!, 0, Math.min(span, size));
+  nextRead.catch(() => {});
+  for (let off = 0; off < size; off += span) {
+    const want = Math.min(span, size - off);
+    const t = performance.now();
+    const n = await nextRead;
+    run.stalls.readWaitMs += performance.now() - t;
+    const remote = await nextHashes;
+    const cur = bufs[0]!;
+    bufs = [bufs[1]!, cur];
+    if (off + span < size) {
+      nextHashes = ask(off + span);
+      nextRead = source.read(bufs[0]!, off + span, Math.min(span, size - off - span));
+      nextRead.catch(() => {});
+    }
+    if (n < want) {
+      throw new FerryError(
+        "DISK_SHRANK",
+        `${source.path} shrank during the rescan (short read at offset ${off})`,
+      );
+    }
+    for (let at = 0; at < n; at += hashBlockSize) {
+      const block = cur.subarray(at, Math.min(at + hashBlockSize, n));
+      const i = at / hashBlockSize;
+      const th = performance.now();
+      const same = recordedHash(block).equals(remote.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+      run.stalls.hashMs += performance.now() - th;
+      if (same) s.endRun();
+      else s.emitBlocks(off + at, block);
+    }
+    s.endRun();
+    // emitBlocks copied what it queued; the buffer can be read into again once the queue is short.
+    await s.flushPending(0);
+    run.rescannedBytes += n;
+    onProgress(off + n);
   }
 }

@@ -123,6 +123,26 @@ export class Session {
       this.refuse("PROTOCOL_ERROR", `unexpected ${frame.type} during the handshake`);
       return;
     }
+    if (frame.type === "HASH_REQUEST") {
+      const m = this.volume!.meta;
+      const blocks = Math.ceil(m.diskSize / m.hashBlockSize);
+      const first = Number(frame.firstBlock);
+      if (first + frame.count > blocks) {
+        this.refuse(
+          "BAD_RANGE",
+          `hash request for blocks ${first}+${frame.count} beyond the disk's ${blocks}`,
+        );
+        return;
+      }
+      const requestId = frame.requestId;
+      const count = frame.count;
+      // Answered in order with the frames before it, so it reflects them.
+      this.enqueue(0, async (vol) => {
+        const hashes = await vol.readHashes(first, count);
+        this.conn.send({ type: "HASHES", requestId, firstBlock: BigInt(first), hashes });
+      });
+      return;
+    }
     if (frame.type !== "DATA" && frame.type !== "ZERO" && frame.type !== "BARRIER") {
       this.refuse("PROTOCOL_ERROR", `unexpected ${frame.type} from the agent`);
       return;

@@ -15,8 +15,10 @@
  * The first frame on a connection is HELLO from the agent; the replicator
  * answers WELCOME (or ERROR and closes). Then the agent streams DATA, ZERO
  * and BARRIER frames, each with a sequence number; the replicator answers
- * ACK(seq) once everything up to seq is durable on its disk. HEARTBEAT goes
- * both ways when a side has had nothing to say for a while.
+ * ACK(seq) once everything up to seq is durable on its disk. For a rescan the
+ * agent asks HASH_REQUEST and the replicator answers HASHES with the hashes it
+ * recorded. HEARTBEAT goes both ways when a side has had nothing to say for a
+ * while.
  */
 
 export const PROTOCOL_VERSION = 1;
@@ -34,7 +36,9 @@ export const FrameType = {
   DATA: 0x10,
   ZERO: 0x11,
   BARRIER: 0x12,
+  HASH_REQUEST: 0x13,
   ACK: 0x20,
+  HASHES: 0x21,
   ERROR: 0x30,
   HEARTBEAT: 0x40,
 } as const;
@@ -115,6 +119,25 @@ export interface BarrierFrame {
   timestampMs: bigint;
 }
 
+/** Asks the replicator for the hashes it recorded (a rescan compares them with the disk). */
+export interface HashRequestFrame {
+  type: "HASH_REQUEST";
+  requestId: number;
+  firstBlock: bigint;
+  count: number;
+}
+
+/** The replicator's recorded hashes for `count` blocks from `firstBlock` (durable state only). */
+export interface HashesFrame {
+  type: "HASHES";
+  requestId: number;
+  firstBlock: bigint;
+  hashes: Buffer;
+}
+
+/** Most hashes one HASH_REQUEST may ask for (2 MiB of digests). */
+export const MAX_HASHES_PER_REQUEST = 65536;
+
 export interface AckFrame {
   type: "ACK";
   seq: bigint;
@@ -132,7 +155,16 @@ export interface HeartbeatFrame {
 }
 
 export type Frame =
-  HelloFrame | WelcomeFrame | DataFrame | ZeroFrame | BarrierFrame | AckFrame | ErrorFrame | HeartbeatFrame;
+  | HelloFrame
+  | WelcomeFrame
+  | DataFrame
+  | ZeroFrame
+  | BarrierFrame
+  | HashRequestFrame
+  | HashesFrame
+  | AckFrame
+  | ErrorFrame
+  | HeartbeatFrame;
 
 /** Limits the decoder enforces before allocating or accepting a frame. */
 export interface WireLimits {

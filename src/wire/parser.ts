@@ -9,6 +9,7 @@ import {
   GENERATION_ID_BYTES,
   HASH_BYTES,
   HelloMode,
+  MAX_HASHES_PER_REQUEST,
   type CompressionCode,
   type Frame,
   type HelloModeCode,
@@ -200,6 +201,26 @@ export function parseFrame(buf: Buffer): Frame {
       };
       headEnd = endOfFrame(r);
       break;
+    case FrameType.HASH_REQUEST: {
+      frame = {
+        type: "HASH_REQUEST",
+        requestId: r.u32("requestId"),
+        firstBlock: r.u64("firstBlock"),
+        count: r.u32("count"),
+      };
+      if (frame.count === 0 || frame.count > MAX_HASHES_PER_REQUEST) badField("count", frame.count);
+      headEnd = endOfFrame(r);
+      break;
+    }
+    case FrameType.HASHES: {
+      const requestId = r.u32("requestId");
+      const firstBlock = r.u64("firstBlock");
+      const count = r.u32("count");
+      if (count > MAX_HASHES_PER_REQUEST) badField("count", count);
+      frame = { type: "HASHES", requestId, firstBlock, hashes: r.bytes(count * HASH_BYTES, "hashes") };
+      headEnd = endOfFrame(r);
+      break;
+    }
     case FrameType.ACK:
       frame = { type: "ACK", seq: r.u64("seq") };
       headEnd = endOfFrame(r);

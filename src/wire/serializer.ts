@@ -54,6 +54,17 @@ export function encodeFrame(frame: Frame): Buffer[] {
     case "BARRIER":
       w.u8(FrameType.BARRIER).u64(frame.seq).u64(frame.barrierId).u8(frame.flags).u64(frame.timestampMs);
       break;
+    case "HASH_REQUEST":
+      w.u8(FrameType.HASH_REQUEST).u32(frame.requestId).u64(frame.firstBlock).u32(frame.count);
+      break;
+    case "HASHES":
+      if (frame.hashes.length % HASH_BYTES !== 0) throw new RangeError("hashes must be whole BLAKE3 digests");
+      w.u8(FrameType.HASHES)
+        .u32(frame.requestId)
+        .u64(frame.firstBlock)
+        .u32(frame.hashes.length / HASH_BYTES)
+        .bytes(frame.hashes);
+      break;
     case "ACK":
       w.u8(FrameType.ACK).u64(frame.seq);
       break;

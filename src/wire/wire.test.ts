@@ -75,6 +75,20 @@ const frameArb: fc.Arbitrary<Frame> = fc
     }),
     fc.record({ type: fc.constant("ACK" as const), seq: u64 }),
     fc.record({
+      type: fc.constant("HASH_REQUEST" as const),
+      requestId: u32,
+      firstBlock: u64,
+      count: fc.integer({ min: 1, max: 65536 }),
+    }),
+    fc
+      .record({ requestId: u32, firstBlock: u64, hashes: fc.uint8Array({ maxLength: 32 * 20 }) })
+      .map((h) => ({
+        type: "HASHES" as const,
+        requestId: h.requestId,
+        firstBlock: h.firstBlock,
+        hashes: Buffer.from(h.hashes.subarray(0, h.hashes.length - (h.hashes.length % 32))),
+      })),
+    fc.record({
       type: fc.constant("ERROR" as const),
       code: fc.stringMatching(/^[A-Z_]{1,30}$/),
       message: fc.string({ maxLength: 500, unit: "binary" }),
@@ -200,6 +214,8 @@ test("a stream of frames decodes identically when split at every byte", () => {
     { type: "ZERO", seq: 2n, offset: 5n, length: 1000n },
     { type: "BARRIER", seq: 3n, barrierId: 1n, flags: 1, timestampMs: 1700000000000n },
     { type: "ACK", seq: 3n },
+    { type: "HASH_REQUEST", requestId: 7, firstBlock: 16n, count: 4 },
+    { type: "HASHES", requestId: 7, firstBlock: 16n, hashes: Buffer.alloc(128, 9) },
     { type: "HEARTBEAT", timestampMs: 5n },
     { type: "ERROR", code: "BAD_TOKEN", message: "wrong token — check --token" },
   ];

@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readFile } from "node:fs/promises";
+import { open, readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import { FerryError } from "../../src/lib/errors.ts";
 import { replicateDisk } from "../../src/agent/sync.ts";
 import { createScratch, type Scratch } from "../support/loop.ts";
@@ -51,6 +52,35 @@ describe("data path: agent → TLS → replicator → staging volume", () => {
     ) as { initialSyncComplete: boolean; generationId: string };
     assert.equal(meta.initialSyncComplete, true);
     assert.equal(meta.generationId, r.generationId);
+  });
+
+  test("re-running after a completed sync rescans and sends only the blocks that changed", async () => {
+    const disk = join(scratch.dir, "rescan.img");
+    const size = 16 * MiB;
+    await writeFile(disk, randomBytes(size));
+    const base = {
+      sourcePath: disk,
+      sourceServerId: SERVER,
+      diskId: "rescan",
+      endpoint: rep.endpoint,
+      stateDir: join(scratch.dir, "rescan-state"),
+    };
+    const first = await replicateDisk(base);
+    assert.equal(first.mode, "initial");
+    // Change 5 blocks (one to zeros) and a few bytes of another.
+    const fh = await open(disk, "r+");
+    for (const block of [3, 17, 100, 101]) await fh.write(randomBytes(65536), 0, 65536, block * 65536);
+    await fh.write(Buffer.alloc(65536), 0, 65536, 200 * 65536);
+    await fh.write(Buffer.from("changed"), 0, 7, 250 * 65536 + 1000);
+    await fh.close();
+    const second = await replicateDisk(base);
+    assert.equal(second.mode, "rescan");
+    assert.equal(second.rescannedBytes, size);
+    assert.equal(second.dataBytes, 5 * 65536, "only the changed data blocks travel");
+    assert.equal(second.zeroBytes, 65536, "the zeroed block travels as a ZERO range");
+    assert.equal(await sha256File(stagingImage(rep.dataDir, SERVER, "rescan")), await sha256File(disk));
+    const third = await replicateDisk(base);
+    assert.equal(third.dataBytes + third.zeroBytes, 0, "nothing changed, nothing sent");
   });
 
   test("a wrong token is refused with a clear error", async () => {
