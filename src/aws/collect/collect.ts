@@ -100,11 +100,20 @@ export async function collectInventory(o: CollectOptions): Promise<string[]> {
   };
   const ec2 = new EC2Client({ ...config, ...(o.profile ? { profile: o.profile } : {}) });
   // One credential chain for all three services: the EC2 client's, resolved for the profile.
-  const shared = {
-    ...config,
-    credentials: o.credentials ?? ec2.config.credentials,
-    region: o.region ?? (await ec2.config.region()),
-  };
+  let region: string;
+  try {
+    region = o.region ?? (await ec2.config.region());
+  } catch (err) {
+    ec2.destroy();
+    throw new FerryError(
+      "AWS_NO_REGION",
+      "no region: pass --region or set AWS_REGION (or a region in the profile)",
+      {
+        cause: err,
+      },
+    );
+  }
+  const shared = { ...config, credentials: o.credentials ?? ec2.config.credentials, region };
   const resolver = new Route53ResolverClient(shared);
   const mgn = new MgnClient(shared);
   const maxPages = o.maxPages ?? 100;
