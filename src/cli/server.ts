@@ -22,6 +22,17 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1] ?? m[2] ?? "127.0.0.1", port };
 }
 
+function positiveSeconds(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new FerryError(
+      "BAD_SECONDS",
+      `--agent-not-seen-after '${text}' must be a positive number of seconds.`,
+    );
+  }
+  return n;
+}
+
 export interface StoreFlags {
   dataDir: string;
   databaseUrl?: string;
@@ -64,6 +75,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
     .option("--tls-key <file>", "the key of --tls-cert")
     .option("--tls-ca <file>", "the CA that issued --tls-cert, published to clients")
     .option("--account-id <id>", "12-digit account id in ARNs", "000000000000")
+    .option("--agent-not-seen-after <seconds>", "an agent silent this long shows AGENT_NOT_SEEN", "60")
     .option("--json", "print one JSON line when ready");
   addStoreOptions(cmd, ctx).action(
     async (
@@ -74,6 +86,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         tlsKey?: string;
         tlsCa?: string;
         accountId: string;
+        agentNotSeenAfter: string;
         json?: boolean;
       },
     ) => {
@@ -89,6 +102,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
         region: o.region,
         accountId: o.accountId,
+        agentNotSeenAfterSeconds: positiveSeconds(o.agentNotSeenAfter),
         host,
         port,
         ...(o.certName ? { certNames: o.certName } : {}),

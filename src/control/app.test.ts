@@ -418,8 +418,18 @@ test("healthz and metrics", async () => {
     await registerServer(t, "machine-metrics");
     const h = await t.cp.app.request("/healthz");
     assert.equal(h.status, 200);
+    assert.deepEqual(await h.json(), { status: "ok", initialized: true });
     const m = await (await t.cp.app.request("/metrics")).text();
     assert.match(m, /ferry_api_requests_total\{operation="InitializeService",status="204"\} 1/);
     assert.match(m, /ferry_source_servers 1/);
   });
+});
+
+test("healthz answers 503 when the database is gone", async () => {
+  const t = await createTestPlane();
+  await t.cp.store.close();
+  const h = await t.cp.app.request("/healthz");
+  assert.equal(h.status, 503);
+  assert.deepEqual(await h.json(), { status: "unavailable", reason: "database" });
+  await t.close().catch(() => undefined); // the store is already closed
 });

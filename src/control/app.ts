@@ -187,7 +187,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
   };
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  // Healthy means able to answer: the database must respond (several servers behind a load
+  // balancer take a server out when its database connection is gone).
+  app.get("/healthz", async (c) => {
+    try {
+      const initialized = await base.store.isInitialized();
+      return c.json({ status: "ok", initialized });
+    } catch (err) {
+      logger.error("health check failed", { error: err instanceof Error ? err.message : String(err) });
+      return c.json({ status: "unavailable", reason: "database" }, 503);
+    }
+  });
   app.get("/metrics", async (c) =>
     c.text(metrics.render(await deps.gauges()), 200, { "content-type": "text/plain; version=0.0.4" }),
   );

@@ -114,8 +114,11 @@ export async function createTestPlane(options: Partial<ControlPlaneOptions> = {}
       };
     },
     async close() {
-      await cp.close();
-      rmSync(dir, { recursive: true, force: true });
+      try {
+        await cp.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   };
 }
