@@ -241,7 +241,12 @@ export class ScanTracker implements ChangeTracker {
   private setGap(code: TrackerGapCode, reason: string): void {
     const fresh = this.currentGap === undefined;
     this.currentGap = addGap(this.currentGap, code, reason);
-    if (fresh) this.opts.logger?.warn("change tracking gap: a rescan is needed", { device: this.opts.devicePath, code, reason });
+    if (fresh)
+      this.opts.logger?.warn("change tracking gap: a rescan is needed", {
+        device: this.opts.devicePath,
+        code,
+        reason,
+      });
   }
 
   drain(): DirtyExtent[] {
