@@ -86,6 +86,8 @@ export class EbpfTracker implements ChangeTracker {
   private device: TrackedDevice | undefined;
   private bitmap: DirtyBitmap | undefined;
   private tracer: Tracer | undefined;
+  /** The tracer whose attachment a probe read proved; only then does a gap end. */
+  private verified: Tracer | undefined;
   private currentGap: TrackerGap | undefined;
   private readonly rate = new RateMeter();
   private readonly counts: TrackerStats = {
@@ -122,9 +124,13 @@ export class EbpfTracker implements ChangeTracker {
     return this.currentGap;
   }
 
-  /** The bpftrace process id while it runs (for tests and diagnostics). */
+  /** The bpftrace process id while it watches: attached and proved by a probe read (for tests and diagnostics). */
   get tracerPid(): number | undefined {
-    return this.tracer?.running ? this.tracer.pid : undefined;
+    return this.watching() ? this.tracer!.pid : undefined;
+  }
+
+  private watching(): boolean {
+    return this.tracer !== undefined && this.tracer === this.verified && this.tracer.running;
   }
 
   async start(): Promise<void> {
@@ -223,6 +229,7 @@ export class EbpfTracker implements ChangeTracker {
         { details: { device: this.opts.devicePath } },
       );
     }
+    this.verified = tracer;
   }
 
   /** Reads the device's first logical block with O_DIRECT and waits until the tracer reports it. */
@@ -237,6 +244,24 @@ export class EbpfTracker implements ChangeTracker {
       await source.close();
     }
     return (await Promise.race([seen.then(() => true), sleep(timeoutMs, false)])) === true;
+  }
+
+  /**
+   * Returns once every completion that happened before the call is in the
+   * bitmap: two probe reads in a row. bpftrace drains all its per-CPU buffers
+   * that are ready in each poll round, so a completion before the first probe
+   * is printed in that probe's round at the latest, and that round's lines all
+   * precede the second probe's line in the pipe.
+   */
+  private async catchUp(timeoutMs: number): Promise<boolean> {
+    return (await this.probeRead(timeoutMs)) && (await this.probeRead(timeoutMs));
+  }
+
+  async settle(): Promise<void> {
+    if (this.state !== "running") return;
+    if (!this.watching() || !(await this.catchUp(5000))) {
+      this.setGap("tracer-exited", "the tracer did not report a probe read: it may have stopped seeing I/O");
+    }
   }
 
   /**
@@ -259,12 +284,11 @@ export class EbpfTracker implements ChangeTracker {
         );
         return;
       }
-      // Every completion traced before tB has been delivered once a later probe read is.
-      if (!(await this.probeRead(5000))) {
+      // Every completion traced before tB has been delivered once later probe reads are.
+      if (!(await this.catchUp(5000))) {
         this.setGap("tracer-exited", "the tracer stopped reporting during the start-up check");
         return;
       }
-      await sleep(20, undefined);
       const events = this.recording ?? [];
       const ambiguous = events.some(
         (e) => e.timeNs >= tA - COUNTER_MARGIN_NS && e.timeNs <= tB + COUNTER_MARGIN_NS,
@@ -400,7 +424,7 @@ export class EbpfTracker implements ChangeTracker {
   acknowledgeGap(): void {
     this.currentGap = undefined;
     // A gap is only over while a tracer is watching: otherwise it starts again now.
-    if (this.state === "running" && !this.tracer?.running) {
+    if (this.state === "running" && !this.watching()) {
       this.setGap("tracer-exited", "the tracer is not running");
     }
   }

@@ -238,6 +238,14 @@ export class ScanTracker implements ChangeTracker {
     }
   }
 
+  /** Runs a pass: every change made before the call is then in the dirty set. */
+  async settle(): Promise<void> {
+    if (this.state !== "running") return;
+    // A pass already under way may have read a block before it changed.
+    await this.running?.catch(() => undefined);
+    await this.scanNow();
+  }
+
   private setGap(code: TrackerGapCode, reason: string): void {
     const fresh = this.currentGap === undefined;
     this.currentGap = addGap(this.currentGap, code, reason);

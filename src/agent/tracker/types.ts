@@ -57,6 +57,12 @@ export interface ChangeTracker {
    * stopping), so stop() persists them. Extents are widened to whole blocks.
    */
   markDirty(extents: readonly DirtyExtent[]): void;
+  /**
+   * Waits until every change completed before the call is in the dirty set
+   * (eBPF: the tracer has caught up, proved by probe reads; scan: a full pass).
+   * For consistency points (freeze, settle, drain) and tests.
+   */
+  settle(): Promise<void>;
   /** Set when events may have been missed: the caller must rescan. Cleared by acknowledgeGap(). */
   readonly gap: TrackerGap | undefined;
   acknowledgeGap(): void;
