@@ -14,6 +14,7 @@ import { BarrierFlags, HASH_BYTES, HelloMode, PROTOCOL_VERSION, recordedHash } f
 import { connectReplicator, handshake, type ReplicatorEndpoint } from "./client.ts";
 import { type BlockSource, type DirectMode, openBlockSource } from "./disk/block-source.ts";
 import { type DiskState, loadDiskState, saveDiskState } from "./state.ts";
+import { type ContinuousOptions, runContinuous } from "./continuous.ts";
 import { DataStream, emptyCounters, emptyStalls, type StreamCounters, type SyncStalls } from "./stream.ts";
 import { Throttle } from "./throttle.ts";
 
@@ -48,6 +49,12 @@ export interface ReplicateOptions {
   log?: Logger;
   /** Lets the caller change the bandwidth live. */
   throttle?: Throttle;
+  /**
+   * Keep replicating changes after the initial sync, until the signal aborts.
+   * The tracker must have been started before this call, so writes during the
+   * initial sync are caught.
+   */
+  continuous?: ContinuousOptions;
 }
 
 export type SyncMode = "initial" | "resume" | "rescan";
@@ -249,7 +256,7 @@ async function syncOnce(
     const startOffset = Number(welcome.resumeOffset);
     run.resumedFrom ??= startOffset;
     // A completed sync whose changes nobody tracked since: compare everything.
-    const rescan = resume && prior.initialSyncComplete && startOffset >= size;
+    const rescan = resume && startOffset >= size && (!o.continuous || o.continuous.tracker.gap !== undefined);
     run.mode = rescan ? "rescan" : resume ? "resume" : "initial";
     log.info(
       `${run.mode === "initial" ? "starting" : run.mode === "resume" ? "resuming" : "rescanning"} sync`,
@@ -295,23 +302,56 @@ async function syncOnce(
       });
     };
 
-    if (rescan) {
-      await rescanDisk(s, source, hashBlockSize, run, (off) => {
-        readOffset = off;
-        report();
-      });
-    } else {
-      await s.sendRange(startOffset, size, (off) => {
-        readOffset = off;
-        report();
-      });
+    const tracker = o.continuous?.tracker;
+    const onRead = (off: number) => {
+      readOffset = off;
+      report();
+    };
+    const rescanRange = async (start: number, end: number) => {
+      const before = run.mode;
+      run.mode = "rescan";
+      await rescanDisk(s, source, hashBlockSize, run, start, end, onRead);
+      run.mode = before;
+    };
+    if (!resume) {
+      // Everything is read from here on: what the tracker missed before does not matter.
+      tracker?.acknowledgeGap();
+      tracker?.drain();
+      await s.sendRange(0, size, onRead);
+    } else if (startOffset < size) {
+      const gap = tracker?.gap;
+      tracker?.acknowledgeGap();
+      await s.sendRange(startOffset, size, onRead);
+      // Changes to the part already sent went unobserved while the agent was down.
+      if (gap) await rescanRange(0, startOffset);
+    } else if (!tracker || tracker.gap) {
+      tracker?.acknowledgeGap();
+      tracker?.drain();
+      await rescanRange(0, size);
+      run.mode = "rescan";
     }
-    // The whole disk is in sync: a barrier marks it complete and consistent.
+    // The whole disk is in sync: a barrier marks it complete (and consistent when nothing tracked it changing).
     const seq = await s.barrier(1, BarrierFlags.INITIAL_SYNC_COMPLETE | BarrierFlags.CONSISTENT);
     await s.waitAcked(seq);
     readOffset = size;
     report(true);
     await saveDiskState(o.stateDir, { ...state, initialSyncComplete: true });
+    if (o.continuous) {
+      await runContinuous(
+        {
+          diskId: o.diskId,
+          stream: s,
+          source,
+          log,
+          ...(o.signal ? { signal: o.signal } : {}),
+          rescan: rescanRange,
+          rescannedBytes: () => run.rescannedBytes,
+          wireBytes: () => run.counters.wireBytes,
+        },
+        o.continuous,
+      );
+      if (o.signal?.aborted) throw aborted();
+    }
     return generationId;
   } finally {
     if (stream) stream.close();
@@ -328,11 +368,13 @@ async function rescanDisk(
   source: BlockSource,
   hashBlockSize: number,
   run: RunState,
+  start: number,
+  end: number,
   onProgress: (offset: number) => void,
 ): Promise<void> {
   const span = 16 * MiB;
   const blocksPerSpan = span / hashBlockSize;
-  const size = source.size;
+  const size = end;
   const [a, b] = source.allocBuffers(2, span);
   const ask = (off: number) => {
     const first = off / hashBlockSize;
@@ -342,10 +384,10 @@ async function rescanDisk(
     return p;
   };
   let bufs = [a!, b!];
-  let nextHashes = ask(0);
-  let nextRead = source.read(bufs[0]!, 0, Math.min(span, size));
+  let nextHashes = ask(start);
+  let nextRead = source.read(bufs[0]!, start, Math.min(span, size - start));
   nextRead.catch(() => {});
-  for (let off = 0; off < size; off += span) {
+  for (let off = start; off < size; off += span) {
     const want = Math.min(span, size - off);
     const t = performance.now();
     const n = await nextRead;

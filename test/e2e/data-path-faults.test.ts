@@ -201,6 +201,7 @@ describe("data path faults", () => {
         endpoint: rep.endpoint,
         stateDir: join(scratch.dir, "gen-a"),
         bandwidthMbps: 80,
+        windowBytes: 2 * MiB,
         signal: ac.signal,
         onProgress: (p) => {
           if (p.ackedOffset > 2 * MiB) ac.abort();
@@ -232,7 +233,7 @@ describe("data path faults", () => {
 
   test("a disk that shrinks mid-sync stops with a clear error; acknowledged data is kept", async () => {
     const disk = join(scratch.dir, "shrink.img");
-    await randomImage(disk, 32 * MiB);
+    await randomImage(disk, 48 * MiB);
     const original = join(scratch.dir, "shrink-original.img");
     await sh("cp", [disk, original]);
     let cut = false;
@@ -244,17 +245,20 @@ describe("data path faults", () => {
         endpoint: rep.endpoint,
         stateDir: join(scratch.dir, "shrink-state"),
         bandwidthMbps: 120,
+        windowBytes: 2 * MiB,
         onProgress: (p) => {
-          if (!cut && p.ackedOffset >= 4 * MiB) {
+          // Reads run at most a few MiB ahead of the throttled sender: cutting
+          // well beyond them is sure to be noticed.
+          if (!cut && p.readOffset >= 4 * MiB) {
             cut = true;
-            void truncate(disk, 8 * MiB);
+            void truncate(disk, 32 * MiB);
           }
         },
       }),
       (e: unknown) => e instanceof FerryError && e.code === "DISK_SHRANK" && e.message.includes(disk),
     );
     const m = await meta(rep, "shrink");
-    assert.ok(m.resumeOffset >= 4 * MiB);
+    assert.ok(m.resumeOffset > 0 && m.resumeOffset <= 32 * MiB);
     assert.ok(await samePrefix(stagingImage(rep.dataDir, SERVER, "shrink"), original, m.resumeOffset));
   });
 
@@ -272,6 +276,7 @@ describe("data path faults", () => {
       endpoint: r1.endpoint,
       stateDir: join(scratch.dir, "restart-state"),
       bandwidthMbps: 100,
+      windowBytes: 2 * MiB,
       onProgress: (p) => {
         if (!restarted && p.ackedOffset >= 6 * MiB) {
           restarted = true;
