@@ -5,6 +5,11 @@
  * completed write, write-zeroes or discard becomes one line (trace-parser.ts).
  * Reads are printed only when they cover the self-test sector, so the tracker
  * can prove the tracepoint fires for this device without writing to it.
+ *
+ * A `profile:hz:1` probe prints a tick once a second on every CPU. The kernel
+ * reports a full ring buffer (a PERF_RECORD_LOST, which bpftrace prints as
+ * "Lost N events") only with the next record written to that CPU's buffer; the
+ * tick guarantees there is one within a second. It is also a heartbeat.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { access, mkdir } from "node:fs/promises";
@@ -37,6 +42,7 @@ export function buildScript(t: TraceTarget): string {
   const p = `(uint64)${t.probeSector}`;
   return [
     'BEGIN { printf("ready\\n"); }',
+    'profile:hz:1 { printf("tick %llu\\n", nsecs); }',
     "tracepoint:block:block_rq_complete",
     `/${filters.join(" && ")}/`,
     "{",

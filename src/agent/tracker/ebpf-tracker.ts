@@ -70,6 +70,7 @@ export function resolveEbpfOptions(o: EbpfTrackerOptions): Required<Omit<EbpfTra
 }
 
 const SECTOR = 512;
+const STALL_MS = 5000;
 /** Slack around a counter read inside which a completion may or may not have been counted yet. */
 const COUNTER_MARGIN_NS = 2_000_000n;
 
@@ -104,6 +105,8 @@ export class EbpfTracker implements ChangeTracker {
   private probeWaiters: Waiter[] = [];
   private readyWaiter: (() => void) | undefined;
   private persistTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastOutputAt = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private restartDelay: number;
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
@@ -169,6 +172,17 @@ export class EbpfTracker implements ChangeTracker {
     this.recording = undefined;
     this.persistTimer = setInterval(() => void this.persistNow(), this.opts.persistIntervalMs);
     this.persistTimer.unref();
+    // Every CPU prints a tick each second: silence means a stuck tracer (or a stopped one).
+    this.watchdog = setInterval(() => {
+      const silent = performance.now() - this.lastOutputAt;
+      if (this.watching() && silent > STALL_MS) {
+        this.setGap(
+          "tracer-exited",
+          `the tracer printed nothing for ${Math.round(silent / 1000)} s (it ticks every second)`,
+        );
+      }
+    }, 1000);
+    this.watchdog.unref();
   }
 
   private identity(device: TrackedDevice): TrackedIdentity {
@@ -321,6 +335,7 @@ export class EbpfTracker implements ChangeTracker {
   }
 
   private onEvent(e: TraceEvent): void {
+    this.lastOutputAt = performance.now();
     switch (e.kind) {
       case "io": {
         const device = this.device!;
@@ -348,6 +363,7 @@ export class EbpfTracker implements ChangeTracker {
         this.readyWaiter = undefined;
         return;
       case "attached":
+      case "tick":
         return;
       case "lost":
         this.counts.lostEvents += e.count;
@@ -455,6 +471,7 @@ export class EbpfTracker implements ChangeTracker {
     }
     this.state = "stopping";
     clearInterval(this.persistTimer);
+    clearInterval(this.watchdog);
     clearTimeout(this.restartTimer);
     // Completions up to the tracer's exit are in the bitmap once stop() returns.
     await this.tracer?.stop();

@@ -19,6 +19,7 @@ const event: fc.Arbitrary<TraceEvent> = fc.oneof(
   fc.record({ rwbs, timeNs, sector, sectors }).map((r) => ({ kind: "io" as const, op: opOf(r.rwbs), ...r })),
   fc.record({ timeNs, sector, sectors }).map((r) => ({ kind: "probe" as const, ...r })),
   fc.constant({ kind: "ready" as const }),
+  timeNs.map((t) => ({ kind: "tick" as const, timeNs: t })),
   fc.integer({ min: 1, max: 999 }).map((probes) => ({ kind: "attached" as const, probes })),
   fc.integer({ min: 1, max: 2 ** 40 }).map((count) => ({ kind: "lost" as const, count })),
 );
@@ -78,6 +79,7 @@ test("a stream cut at every byte gives the same events", () => {
     { kind: "ready" },
     { kind: "io", op: "write", rwbs: "WS", timeNs: 99n, sector: 640, sectors: 128 },
     { kind: "lost", count: 3 },
+    { kind: "tick", timeNs: 12345n },
     { kind: "io", op: "discard", rwbs: "DS", timeNs: 100n, sector: 2048, sectors: 2048 },
     { kind: "probe", timeNs: 101n, sector: 0, sectors: 8 },
   ];
@@ -120,7 +122,7 @@ test("property: damaged output gives typed events only, never a throw, and every
       const bytes = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
       const at = cuts.map((c) => (bytes.length ? c % bytes.length : 0));
       const out = feedAll(new TraceParser(), bytes, at);
-      const kinds = new Set(["io", "probe", "ready", "attached", "lost", "unknown"]);
+      const kinds = new Set(["io", "probe", "ready", "tick", "attached", "lost", "unknown"]);
       for (const e of out) assert.ok(kinds.has(e.kind));
       // Lines are only split by "\n": one event per non-empty line.
       const expected = bytes

@@ -5,6 +5,8 @@
  *   WS 123456789 2048 128      rwbs, ktime ns, first sector, sectors  (write, discard, write-zeroes)
  *   probe 123456789 2048 8     a read covering the self-test sector was seen
  *   ready                      the script's BEGIN ran: every probe is attached
+ *   tick 123456789             once a second on every CPU (a heartbeat; it also makes the
+ *                              kernel flush a pending lost-events record on that CPU)
  *   Attaching 2 probes...      bpftrace's banner
  *   Lost 17 events             bpftrace's ring buffer overflowed: a gap
  *
@@ -18,6 +20,7 @@ export type TraceEvent =
   | { kind: "io"; op: TraceOp; rwbs: string; timeNs: bigint; sector: number; sectors: number }
   | { kind: "probe"; timeNs: bigint; sector: number; sectors: number }
   | { kind: "ready" }
+  | { kind: "tick"; timeNs: bigint }
   | { kind: "attached"; probes: number }
   | { kind: "lost"; count: number }
   | { kind: "unknown"; line: string };
@@ -27,6 +30,7 @@ export const MAX_LINE = 256;
 
 const IO = /^([A-Z]{1,9}) (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
 const PROBE = /^probe (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
+const TICK = /^tick (\d{1,20})$/;
 const LOST = /^Lost (\d{1,20}) events$/;
 const ATTACHED = /^Attaching (\d{1,6}) probes?\.\.\.$/;
 
@@ -57,6 +61,8 @@ export function parseTraceLine(line: string): TraceEvent {
     }
     return { kind: "unknown", line };
   }
+  m = TICK.exec(line);
+  if (m) return { kind: "tick", timeNs: BigInt(m[1]!) };
   m = LOST.exec(line);
   if (m) return { kind: "lost", count: Number(m[1]) };
   m = ATTACHED.exec(line);
@@ -116,6 +122,8 @@ export function formatTraceEvent(e: TraceEvent): string {
       return `probe ${e.timeNs} ${e.sector} ${e.sectors}`;
     case "ready":
       return "ready";
+    case "tick":
+      return `tick ${e.timeNs}`;
     case "attached":
       return `Attaching ${e.probes} ${e.probes === 1 ? "probe" : "probes"}...`;
     case "lost":
