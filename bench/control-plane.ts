@@ -116,6 +116,12 @@ function reportBody(id: string) {
   };
 }
 
+/** User + system CPU time of a process in ms (Linux /proc; clock ticks of 10 ms). */
+function serverCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function summary(samples: number[]) {
   const s = [...samples].sort((a, b) => a - b);
   const at = (p: number) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
@@ -254,16 +260,25 @@ async function run(backend: string, servers: number, iterations: number, databas
     client.close();
     const setupSeconds = (performance.now() - setupStart) / 1000;
 
+    // Server CPU time is what contention on a shared machine does not distort.
+    let cpu = serverCpuMs(child.pid!);
     const idle = await measureDescribe(ep, operator, iterations);
+    const describeCalls = 10 + iterations + Math.ceil(iterations / 4);
+    const cpuPerDescribe = (serverCpuMs(child.pid!) - cpu) / describeCalls;
     const worker = new Worker(new URL(import.meta.url), { workerData: { ep, agents } });
     await new Promise((r) => setTimeout(r, 1000)); // let the heartbeat rate settle
+    cpu = serverCpuMs(child.pid!);
+    const busyStart = performance.now();
     const busy = await measureDescribe(ep, operator, iterations);
+    const busyUtilization = (serverCpuMs(child.pid!) - cpu) / (performance.now() - busyStart);
     worker.postMessage("stop");
     const [hb] = (await once(worker, "message")) as [{ latencies: number[]; failures: number }];
     await worker.terminate();
     return {
       backend,
       setupSeconds,
+      cpuPerDescribe,
+      busyUtilization,
       idle,
       busy,
       heartbeat: { ...summary(hb.latencies), failures: hb.failures },
@@ -315,6 +330,9 @@ async function benchMain(): Promise<void> {
     }
     console.log(
       `${x.backend.padEnd(10)} | heartbeats: ${x.heartbeat.n} reports, p50/p99 ${ms(x.heartbeat.p50)} / ${ms(x.heartbeat.p99)} ms, ${x.heartbeat.failures} failed; setup (register + first report of ${servers}) ${x.setupSeconds.toFixed(1)} s`,
+    );
+    console.log(
+      `${x.backend.padEnd(10)} | server CPU: ${x.cpuPerDescribe.toFixed(1)} ms per DescribeSourceServers (idle agents); ${(x.busyUtilization * 100).toFixed(0)}% of a core while heartbeating and describing`,
     );
   }
 }

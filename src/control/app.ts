@@ -152,10 +152,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
         );
       caller = await authenticate(c, buf);
       const out = await run({ ...base, caller }, parseJson(buf));
+      const json = out.json ?? (out.body === undefined ? undefined : Buffer.from(JSON.stringify(out.body)));
       res =
-        out.body === undefined
+        json === undefined
           ? c.body(null, out.status as 204, { "x-amzn-RequestId": requestId })
-          : c.json(out.body as object, out.status as 200, { "x-amzn-RequestId": requestId });
+          : c.body(json, out.status as 200, {
+              "x-amzn-RequestId": requestId,
+              "content-type": "application/json",
+            });
     } catch (err) {
       res = errorResponse(c, err, requestId, logger);
     }

@@ -10,7 +10,7 @@ import {
   resourceArn,
 } from "./ids.ts";
 import type { SourceServerRecord } from "./source-server.ts";
-import { computeDataReplicationInfo } from "./source-server.ts";
+import { computeDataReplicationInfo, sourceServerJson, toSourceServer } from "./source-server.ts";
 import { applyAgentReport } from "./agent-report.ts";
 import * as L from "./lifecycle.ts";
 import { FerryError } from "../lib/errors.ts";
@@ -188,4 +188,22 @@ test("lifecycle rules refuse with ConflictException and never mutate their input
     lifeCycle: { state: "READY_FOR_TEST" as const },
   };
   assert.equal(L.changeLifeCycleState(launchable, "READY_FOR_CUTOVER").lifeCycle.state, "READY_FOR_CUTOVER");
+});
+
+test("sourceServerJson is JSON.stringify(toSourceServer(…)), also after the record changes", () => {
+  const t0 = 2_000_000;
+  let r = rec(t0);
+  for (const [at, body] of [
+    [t0, undefined],
+    [t0 + 1000, { dataReplicationState: "INITIAL_SYNC" as const, replicatedDisks: disk(10) }],
+    [t0 + 9000, { dataReplicationState: "CONTINUOUS" as const, replicatedDisks: disk(1000) }],
+  ] as const) {
+    if (body) r = applyAgentReport(r, { sourceServerID: r.sourceServerID, ...body }, at);
+    for (const now of [at, at + 70_000]) {
+      assert.deepEqual(
+        JSON.parse(sourceServerJson(r, now, OPTS)),
+        JSON.parse(JSON.stringify(toSourceServer(r, now, OPTS))),
+      );
+    }
+  }
 });

@@ -167,27 +167,68 @@ function withLag(info: DataReplicationInfo, a: AgentStatus, now: number): DataRe
   return info;
 }
 
+function lifeCycleOf(r: SourceServerRecord, now: number): LifeCycle {
+  const lifeCycle: LifeCycle = { ...r.lifeCycle };
+  if (r.agent.lastSeenAt !== undefined) lifeCycle.lastSeenByServiceDateTime = isoDateTime(r.agent.lastSeenAt);
+  if (lifeCycle.firstByteDateTime && r.replication.control !== "DISCONNECTED") {
+    lifeCycle.elapsedReplicationDuration = isoDuration(now - Date.parse(lifeCycle.firstByteDateTime));
+  }
+  return lifeCycle;
+}
+
+/** The members of `SourceServer` that depend only on the stored record, not on the clock. */
+function staticMembers(r: SourceServerRecord): SourceServer {
+  const out: SourceServer = {
+    sourceServerID: r.sourceServerID,
+    arn: r.arn,
+    isArchived: r.isArchived,
+    tags: { ...r.tags },
+    sourceProperties: r.sourceProperties,
+    replicationType: r.replicationType,
+  };
+  if (r.userProvidedID) out.userProvidedID = r.userProvidedID;
+  return out;
+}
+
 /** MGN's `SourceServer` as DescribeSourceServers and the lifecycle operations return it. */
 export function toSourceServer(
   r: SourceServerRecord,
   now: number,
   opts: ReplicationStateOptions,
 ): SourceServer {
-  const lifeCycle: LifeCycle = { ...r.lifeCycle };
-  if (r.agent.lastSeenAt !== undefined) lifeCycle.lastSeenByServiceDateTime = isoDateTime(r.agent.lastSeenAt);
-  if (lifeCycle.firstByteDateTime && r.replication.control !== "DISCONNECTED") {
-    lifeCycle.elapsedReplicationDuration = isoDuration(now - Date.parse(lifeCycle.firstByteDateTime));
-  }
-  const out: SourceServer = {
-    sourceServerID: r.sourceServerID,
-    arn: r.arn,
-    isArchived: r.isArchived,
-    tags: { ...r.tags },
+  return {
+    ...staticMembers(r),
     dataReplicationInfo: computeDataReplicationInfo(r, now, opts),
-    lifeCycle,
-    sourceProperties: r.sourceProperties,
-    replicationType: r.replicationType,
+    lifeCycle: lifeCycleOf(r, now),
   };
-  if (r.userProvidedID) out.userProvidedID = r.userProvidedID;
-  return out;
+}
+
+/**
+ * Serialized clock-independent members, per record object. The store hands
+ * out the same object until the row's version changes, so this never goes
+ * stale, and a listing re-serializes only what depends on the time. Kept as
+ * UTF-8 bytes: a listing is assembled from buffers, never one big string
+ * (a megabyte string built from thousands of pieces is slow to flatten and
+ * encode for the socket).
+ */
+const staticJson = new WeakMap<SourceServerRecord, Buffer>();
+
+/** The UTF-8 pieces of `JSON.stringify(toSourceServer(r, now, opts))`, reusing the clock-independent part. */
+export function sourceServerJsonParts(
+  r: SourceServerRecord,
+  now: number,
+  opts: ReplicationStateOptions,
+): Buffer[] {
+  let head = staticJson.get(r);
+  if (head === undefined) {
+    head = Buffer.from(JSON.stringify(staticMembers(r)).slice(0, -1));
+    staticJson.set(r, head);
+  }
+  const tail = `,"dataReplicationInfo":${JSON.stringify(computeDataReplicationInfo(r, now, opts))},"lifeCycle":${JSON.stringify(lifeCycleOf(r, now))}}`;
+  return [head, Buffer.from(tail)];
+}
+
+/** `JSON.stringify(toSourceServer(r, now, opts))` through the cached parts. */
+export function sourceServerJson(r: SourceServerRecord, now: number, opts: ReplicationStateOptions): string {
+  return Buffer.concat(sourceServerJsonParts(r, now, opts)).toString("utf8");
 }

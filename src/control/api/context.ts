@@ -31,6 +31,8 @@ export interface OpContext {
 export interface OpResult {
   status: number;
   body?: unknown;
+  /** The body already serialized as UTF-8 JSON (large listings build it from cached parts). */
+  json?: Uint8Array<ArrayBuffer>;
 }
 
 export interface Operation<S extends z.ZodType = z.ZodType> {

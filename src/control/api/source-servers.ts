@@ -2,7 +2,7 @@
 import { z } from "zod";
 import * as S from "../../model/mgn-shapes.gen.ts";
 import * as L from "../../model/lifecycle.ts";
-import { toSourceServer } from "../../model/source-server.ts";
+import { sourceServerJsonParts, toSourceServer } from "../../model/source-server.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
 import type { OpContext, Operation } from "./context.ts";
 import { defineOperation, getServer, paginate, requireInitialized, updateServer } from "./context.ts";
@@ -31,13 +31,15 @@ const describeSourceServers = defineOperation(S.DescribeSourceServersRequest, as
       !apps,
   );
   const page = paginate(matching, input.maxResults, input.nextToken);
-  return {
-    status: 200,
-    body: {
-      items: page.items.map((r) => project(ctx, r)),
-      ...(page.nextToken ? { nextToken: page.nextToken } : {}),
-    },
-  };
+  const now = ctx.now();
+  const parts: Buffer[] = [Buffer.from('{"items":[')];
+  const comma = Buffer.from(",");
+  page.items.forEach((r, i) => {
+    if (i > 0) parts.push(comma);
+    parts.push(...sourceServerJsonParts(r, now, ctx.stateOptions));
+  });
+  parts.push(Buffer.from(`]${page.nextToken ? `,"nextToken":${JSON.stringify(page.nextToken)}` : ""}}`));
+  return { status: 200, json: Buffer.concat(parts) };
 });
 
 const ById = z.object({ sourceServerID: S.SourceServerID, accountID: S.AccountID.optional() });
