@@ -90,7 +90,22 @@ export function stringToSign(amzDate: string, scope: string, canonical: string):
   return [ALGORITHM, amzDate, scope, sha256Hex(canonical)].join("\n");
 }
 
+/** Derived keys by secret and scope: they change once a day, and each costs four HMACs. */
+const derivedKeys = new Map<string, Buffer>();
+const MAX_DERIVED_KEYS = 10_000;
+
 export function signingKey(secret: string, date: string, region: string, service: string): Buffer {
+  const id = `${secret}\u0000${date}\u0000${region}\u0000${service}`;
+  let key = derivedKeys.get(id);
+  if (!key) {
+    if (derivedKeys.size >= MAX_DERIVED_KEYS) derivedKeys.clear();
+    key = deriveSigningKey(secret, date, region, service);
+    derivedKeys.set(id, key);
+  }
+  return key;
+}
+
+function deriveSigningKey(secret: string, date: string, region: string, service: string): Buffer {
   const kDate = createHmac("sha256", `AWS4${secret}`).update(date).digest();
   const kRegion = createHmac("sha256", kDate).update(region).digest();
   const kService = createHmac("sha256", kRegion).update(service).digest();
