@@ -5,7 +5,7 @@ import { WireError } from "./errors.ts";
 import { blockCount, decodeHashList, encodeHashList } from "./hash-list.ts";
 
 const listArb = fc
-  .record({ shift: fc.integer({ min: 9, max: 20 }), size: fc.integer({ min: 0, max: 64 * 1024 * 1024 }) })
+  .record({ shift: fc.integer({ min: 9, max: 20 }), size: fc.integer({ min: 0, max: 256 * 1024 }) })
   .chain(({ shift, size }) => {
     const hashBlockSize = 2 ** shift;
     const n = blockCount(size, hashBlockSize);
