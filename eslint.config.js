@@ -6,7 +6,7 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
-const COMPONENTS = ["agent", "replicator", "control", "launch", "net", "aws", "console"];
+const COMPONENTS = ["agent", "replicator", "control", "launch", "net", "aws", "console", "release"];
 const FOUNDATIONS = ["wire", "model"];
 
 /** A regex that matches a relative import reaching into one of `names`. */

@@ -35,6 +35,10 @@ const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Regi
     description: "show source servers: lifecycle, replication state, lag",
     load: async () => (await import("./source-server.ts")).registerSourceServer,
   },
+  release: {
+    description: "build the agent package and publish it for ferry-installer-init",
+    load: async () => (await import("./release.ts")).registerRelease,
+  },
   aws: {
     description: "plan and check the private-network setup of AWS MGN itself",
     load: async () => (await import("./aws.ts")).registerAws,

@@ -1,0 +1,111 @@
+/**
+ * The installed agent's service: `ferry agent run` reports to the control
+ * plane every `reportIntervalSeconds` with the per-server credentials from
+ * registration and follows what the operator wants (stopping on
+ * DISCONNECTED); the systemd unit that runs it.
+ */
+import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { AgentReportResponse } from "../model/agent-api.ts";
+import { parseResolve } from "../lib/static-resolve.ts";
+import type { Logger } from "../lib/log.ts";
+import { createControlClient } from "./control-client.ts";
+import type { AgentConfig } from "./install.ts";
+
+export const UNIT_NAME = "ferry-agent.service";
+
+/** systemd is the init system (the check `sd_booted()` makes). */
+export function systemdRuns(root = "/"): boolean {
+  return existsSync(join(root, "run/systemd/system"));
+}
+
+/** The unit file: the bundled CLI, restarted on failure, state under the install dir. */
+export function renderUnit(installDir: string, stateDir: string): string {
+  return [
+    "[Unit]",
+    "Description=Ferry replication agent",
+    "Documentation=https://github.com/ferry/ferry/blob/main/docs/installer.md",
+    "Wants=network-online.target",
+    "After=network-online.target",
+    "",
+    "[Service]",
+    "Type=simple",
+    `ExecStart=${installDir}/bin/ferry agent run --state-dir ${stateDir}`,
+    `Environment=NODE_COMPILE_CACHE=${installDir}/cache`,
+    "Restart=on-failure",
+    "RestartSec=5",
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+    "",
+  ].join("\n");
+}
+
+/** Writes the unit into `unitDir`; returns its path. Enabling it is the caller's (systemctl). */
+export async function writeUnit(unitDir: string, installDir: string, stateDir: string): Promise<string> {
+  await mkdir(unitDir, { recursive: true });
+  const path = join(unitDir, UNIT_NAME);
+  await writeFile(path, renderUnit(installDir, stateDir), { mode: 0o644 });
+  return path;
+}
+
+export interface RunAgentOptions {
+  config: AgentConfig;
+  signal: AbortSignal;
+  log: Logger;
+  /** Called after every report (tests, progress). */
+  onReport?: (answer: AgentReportResponse) => void;
+}
+
+/**
+ * Reports until aborted or disconnected by the operator. A failed report is
+ * logged and retried at the next interval (the control plane shows the server
+ * as not seen when they keep failing).
+ */
+export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconnected"> {
+  const { config } = o;
+  const client = createControlClient({
+    endpoint: config.endpoint,
+    region: config.region,
+    credentials: config.agentCredentials,
+    caPem: config.caFile ? await readFile(config.caFile, "utf8") : undefined,
+    hosts: parseResolve(config.resolve),
+  });
+  let interval = config.reportIntervalSeconds;
+  try {
+    while (!o.signal.aborted) {
+      try {
+        const answer = await client.report({
+          sourceServerID: config.sourceServerID,
+          // Replicator assignment is not served yet: the agent stays initiating.
+          dataReplicationState: "INITIATING",
+          replicatedDisks: config.disks.map((d) => ({
+            deviceName: d.deviceName,
+            totalStorageBytes: d.bytes,
+            replicatedStorageBytes: 0,
+            rescannedStorageBytes: 0,
+            backloggedStorageBytes: 0,
+          })),
+        });
+        o.onReport?.(answer);
+        interval = answer.reportIntervalSeconds;
+        if (answer.desiredReplicationState === "DISCONNECTED") {
+          o.log.info("disconnected from service by the operator: stopping", {
+            sourceServerID: config.sourceServerID,
+          });
+          return "disconnected";
+        }
+      } catch (err) {
+        o.log.warn("report to the control plane failed; retrying", {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+      await sleep(Math.max(1, interval) * 1000, undefined, { signal: o.signal }).catch(() => {});
+    }
+    return "aborted";
+  } finally {
+    client.close();
+  }
+}
