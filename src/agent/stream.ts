@@ -60,6 +60,12 @@ export interface DataStreamOptions {
   counters: StreamCounters;
   stalls: SyncStalls;
   signal?: AbortSignal;
+  /** Called when an ACK arrives. */
+  onAck?: () => void;
+  /** @default the replicator's interval from WELCOME, else 5000 */
+  heartbeatIntervalMs?: number;
+  /** @default 4 heartbeat intervals */
+  idleTimeoutMs?: number;
 }
 
 interface InFlight {
@@ -112,8 +118,8 @@ export class DataStream {
         for (const w of this.hashWaiters.values()) w(Buffer.alloc(0));
       },
     });
-    const hb = o.welcome.heartbeatIntervalMs || 5000;
-    this.conn.heartbeat({ intervalMs: hb, idleTimeoutMs: hb * 4 });
+    const hb = o.heartbeatIntervalMs ?? (o.welcome.heartbeatIntervalMs || 5000);
+    this.conn.heartbeat({ intervalMs: hb, idleTimeoutMs: o.idleTimeoutMs ?? hb * 4 });
     this.onAbort = () => {
       this.closeReason = new FerryError(
         "ABORTED",
@@ -130,8 +136,9 @@ export class DataStream {
       while (this.inFlight.length && this.inFlight[0]!.seq <= this.ackedSeq) {
         const done = this.inFlight.shift()!;
         this.inFlightBytes -= done.bytes;
-        this.ackedEnd = done.end;
+        if (done.end > this.ackedEnd) this.ackedEnd = done.end;
       }
+      this.o.onAck?.();
       this.wakeUp();
     } else if (f.type === "HASHES") {
       this.hashWaiters.get(f.requestId)?.(f.hashes);

@@ -42,8 +42,15 @@ export interface ReplicateOptions {
   /** Mbps, 0 = unlimited. */
   bandwidthMbps?: number;
   direct?: DirectMode;
-  /** Reconnect attempts after a lost connection. @default 8 */
+  /**
+   * Reconnect attempts in a row without progress; a connection that got
+   * anything acknowledged starts the count (and the backoff) again. @default 8
+   */
   maxReconnects?: number;
+  /** Send a heartbeat when idle this long. @default the replicator's (WELCOME) */
+  heartbeatIntervalMs?: number;
+  /** Declare the replicator gone when silent this long. @default 4 heartbeat intervals */
+  idleTimeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: SyncProgress) => void;
   log?: Logger;
@@ -120,13 +127,21 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
   const started = performance.now();
   const counters = emptyCounters();
   const stalls = emptyStalls();
-  const run: RunState = { counters, stalls, rescannedBytes: 0, resumedFrom: undefined, mode: "initial" };
+  const run: RunState = {
+    counters,
+    stalls,
+    rescannedBytes: 0,
+    resumedFrom: undefined,
+    mode: "initial",
+    progressed: false,
+  };
   let reconnects = 0;
   let generationId: string | undefined;
   let o = options;
   try {
     for (let attempt = 0; generationId === undefined; attempt++) {
       if (options.signal?.aborted) throw aborted();
+      run.progressed = false;
       try {
         generationId = await syncOnce(o, source, throttle, run, log);
       } catch (err) {
@@ -134,6 +149,8 @@ export async function replicateDisk(options: ReplicateOptions): Promise<SyncResu
           err instanceof FerryError
             ? err
             : new FerryError("INTERNAL", String(err), { kind: "internal", cause: err });
+        // A connection that made progress ends a run of failures: the budget and the backoff start again.
+        if (run.progressed) attempt = 0;
         if (fe.code === "GENERATION_UNKNOWN" && !o.resync) {
           // The replicator has nothing for this disk (new replicator, removed volume): nothing to resume, start anew.
           log.warn("the replicator has no volume for this disk; starting a new sync", { diskId: o.diskId });
@@ -187,6 +204,8 @@ interface RunState {
   rescannedBytes: number;
   resumedFrom: number | undefined;
   mode: SyncMode;
+  /** The current connection got something acknowledged. */
+  progressed: boolean;
 }
 
 function aborted(): FerryError {
@@ -278,6 +297,9 @@ async function syncOnce(
       throttle,
       counters: run.counters,
       stalls: run.stalls,
+      onAck: () => (run.progressed = true),
+      ...(o.heartbeatIntervalMs ? { heartbeatIntervalMs: o.heartbeatIntervalMs } : {}),
+      ...(o.idleTimeoutMs ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
     });
     const s = stream;
