@@ -50,12 +50,23 @@ export interface ControlClientOptions {
  * The register answer; `sourceServerCount` (how many servers the service
  * holds, as MGN's installer prints its quota use) when the control plane says.
  */
-const RegisterAnswer = AgentRegisterResponse.extend({ sourceServerCount: z.number().int().optional() });
+const RegisterAnswer = AgentRegisterResponse.extend({
+  sourceServerCount: z.number().int().optional(),
+  replicationConfiguration: z.looseObject({}),
+});
 export type RegisterAnswer = z.infer<typeof RegisterAnswer>;
+
+/**
+ * The agent reads only a few replication settings, so it takes the rest as
+ * given: a setting the agent does not use (a staging subnet not chosen yet)
+ * must not stop it from registering or reporting.
+ */
+const ReportAnswer = AgentReportResponse.extend({ replicationConfiguration: z.looseObject({}) });
+export type ReportAnswer = z.infer<typeof ReportAnswer>;
 
 export interface ControlClient {
   register(body: AgentRegisterRequest): Promise<RegisterAnswer>;
-  report(body: AgentReportRequest): Promise<AgentReportResponse>;
+  report(body: AgentReportRequest): Promise<ReportAnswer>;
   /** The CA actually trusted (the file's or the pinned one), to keep for the service. */
   trustedCaPem(): Promise<string | undefined>;
   /** Closes kept-alive connections. */
@@ -272,7 +283,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
 
   return {
     register: (body) => call(AGENT_REGISTER_PATH, body, RegisterAnswer),
-    report: (body) => call(AGENT_REPORT_PATH, body, AgentReportResponse),
+    report: (body) => call(AGENT_REPORT_PATH, body, ReportAnswer),
     trustedCaPem: async () => (await getAgent()).caPem,
     close: () => {
       void agent?.then((a) => a.agent.destroy()).catch(() => {});

@@ -8,10 +8,9 @@ import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AgentReportResponse } from "../model/agent-api.ts";
 import { parseResolve } from "../lib/static-resolve.ts";
 import type { Logger } from "../lib/log.ts";
-import { createControlClient } from "./control-client.ts";
+import { createControlClient, type ReportAnswer } from "./control-client.ts";
 import type { AgentConfig } from "./install.ts";
 
 export const UNIT_NAME = "ferry-agent.service";
@@ -56,7 +55,7 @@ export interface RunAgentOptions {
   signal: AbortSignal;
   log: Logger;
   /** Called after every report (tests, progress). */
-  onReport?: (answer: AgentReportResponse) => void;
+  onReport?: (answer: ReportAnswer) => void;
 }
 
 /**

@@ -1,0 +1,436 @@
+/**
+ * From `wget` on the source to a registered server: the agent package is
+ * published to a real S3-compatible server (s3rver, TLS on loopback, buckets
+ * by virtual host under `*.s3.local`, names pinned with --resolve), and
+ * ferry-installer-init (run by dash) downloads, verifies, unpacks and hands
+ * over to the bundled CLI, which registers with a control plane started here.
+ * Checked through DescribeSourceServers (@aws-sdk/client-mgn). Nothing touches
+ * the real system: install dirs are temporary and no systemd unit is written.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { copyFile, mkdir, readFile, writeFile, readdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { Agent } from "node:https";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { PassThrough } from "node:stream";
+import { fileURLToPath } from "node:url";
+import {
+  DescribeSourceServersCommand,
+  InitializeServiceCommand,
+  MgnClient,
+  type SourceServer,
+} from "@aws-sdk/client-mgn";
+import { main } from "../../src/cli/main.ts";
+import { startServer } from "../../src/control/index.ts";
+import type { ServerHandle } from "../../src/control/index.ts";
+import { createLogger } from "../../src/lib/log.ts";
+import { createCa, issueCertificate } from "../../src/lib/pki.ts";
+import { buildAgentPackage, type BuildResult } from "../../src/release/build.ts";
+import { publishAgentPackage } from "../../src/release/publish.ts";
+import { createImage, createScratch, haveRoot, type Scratch } from "../support/loop.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const INSTALLER = join(ROOT, "installer", "ferry-installer-init");
+const REGION = "us-east-1";
+const BUCKET = `ferry-agent-${REGION}`;
+const TAMPERED_BUCKET = "ferry-agent-tampered";
+const S3_KEY = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+
+interface S3rverLike {
+  run(): Promise<{ port: number }>;
+  close(): Promise<void>;
+}
+type S3rverCtor = new (options: Record<string, unknown>) => S3rverLike;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let scratch: Scratch;
+let pkg: BuildResult;
+let s3Port = 0;
+let s3CaFile = "";
+let server: ServerHandle;
+let operator: MgnClient;
+let installKey: { accessKeyId: string; secretAccessKey: string };
+let image = "";
+let machineIdFile = "";
+
+function s3Host(): string {
+  return `s3.local:${s3Port}`;
+}
+
+const RESOLVE = [
+  `${BUCKET}.s3.local=127.0.0.1`,
+  `${TAMPERED_BUCKET}.s3.local=127.0.0.1`,
+  "s3.local=127.0.0.1",
+];
+
+function mgnClient(credentials: { accessKeyId: string; secretAccessKey: string }): MgnClient {
+  return new MgnClient({
+    endpoint: server.url,
+    region: REGION,
+    credentials,
+    requestHandler: { httpsAgent: new Agent({ ca: [caText] }) },
+  });
+}
+
+/** The control plane's CA, read once it has started. */
+let caText = "";
+
+/** Runs the installer with dash (POSIX sh), the bundled CLI on this test's node. */
+function runInstaller(args: string[], options: { timeoutMs?: number; onStderr?: (s: string) => void } = {}) {
+  const child = spawn("dash", [INSTALLER, ...args], {
+    env: {
+      PATH: `${dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+      HOME: scratch.dir,
+      FERRY_MACHINE_ID_FILE: machineIdFile,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on("data", (c: Buffer) => {
+    stderr += c.toString();
+    options.onStderr?.(stderr);
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 40_000);
+  const done = new Promise<Run>((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+  return { child, done };
+}
+
+function baseArgs(installDir: string): string[] {
+  return [
+    "--region",
+    REGION,
+    "--endpoint",
+    server.url,
+    "--aws-access-key-id",
+    installKey.accessKeyId,
+    "--aws-secret-access-key",
+    installKey.secretAccessKey,
+    "--s3-endpoint",
+    s3Host(),
+    "--s3-ca-file",
+    s3CaFile,
+    ...RESOLVE.flatMap((r) => ["--resolve", r]),
+    "--no-prompt",
+    "--devices",
+    image,
+    "--install-dir",
+    installDir,
+    "--no-systemd",
+  ];
+}
+
+async function servers(): Promise<SourceServer[]> {
+  const out = await operator.send(new DescribeSourceServersCommand({}));
+  return out.items ?? [];
+}
+
+function serverIdIn(stdout: string): string {
+  const m = /Source server ID: (s-[0-9a-zA-Z]{17})/.exec(stdout);
+  assert.ok(m, `no source server ID in the installer's output:\n${stdout}`);
+  return m[1]!;
+}
+
+describe("ferry-installer-init against s3rver and a control plane", { timeout: 120_000 }, () => {
+  before(async () => {
+    scratch = await createScratch("ferry-installer-");
+    // The package without the Node runtime: the bundled CLI runs on this node.
+    pkg = await buildAgentPackage({ root: ROOT, outDir: join(scratch.dir, "dist"), withRuntime: false });
+
+    const ca = await createCa("installer test S3 CA");
+    const leaf = await issueCertificate(ca, {
+      commonName: "s3.local",
+      altNames: ["s3.local", "*.s3.local"],
+      usages: ["server"],
+    });
+    s3CaFile = join(scratch.dir, "s3-ca.pem");
+    await writeFile(s3CaFile, ca.certPem);
+    const require = createRequire(import.meta.url);
+    const S3rver = require("s3rver") as S3rverCtor;
+    const s3 = new S3rver({
+      address: "127.0.0.1",
+      port: 0,
+      silent: true,
+      directory: join(scratch.dir, "s3"),
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      serviceEndpoint: "local",
+      configureBuckets: [{ name: BUCKET }, { name: TAMPERED_BUCKET }],
+    });
+    s3Port = (await s3.run()).port;
+    scratch.defer(() => s3.close());
+
+    server = await startServer({
+      dataDir: join(scratch.dir, "control"),
+      port: 0,
+      region: REGION,
+      logger: createLogger({ level: "error" }),
+    });
+    scratch.defer(() => server.close());
+    caText = await readFile(server.caFile, "utf8");
+    const op = await server.controlPlane.accessKeys.create("operator", "installer test");
+    operator = mgnClient(op);
+    scratch.defer(async () => operator.destroy());
+    await operator.send(new InitializeServiceCommand({}));
+    installKey = await server.controlPlane.accessKeys.create("install", "installer test");
+
+    image = await createImage(scratch, "disk.img", 16 * 1024 * 1024);
+    machineIdFile = join(scratch.dir, "machine-id");
+    await writeFile(machineIdFile, "0123456789abcdef0123456789abcdef\n");
+
+    // Published through the CLI, virtual-hosted, as an operator would.
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (c: Buffer) => (text += c.toString()));
+    const code = await main(
+      [
+        "release",
+        "publish",
+        "--s3-endpoint",
+        s3Host(),
+        "--region",
+        REGION,
+        "--package-dir",
+        join(scratch.dir, "dist"),
+        "--aws-access-key-id",
+        S3_KEY.accessKeyId,
+        "--aws-secret-access-key",
+        S3_KEY.secretAccessKey,
+        "--ca-file",
+        s3CaFile,
+        ...RESOLVE.flatMap((r) => ["--resolve", r]),
+        "--json",
+      ],
+      { stdout: out, stderr: out, isTTY: false, env: {}, signal: new AbortController().signal },
+    );
+    assert.equal(code, 0, text);
+    const published = JSON.parse(text) as { objects: { key: string }[] };
+    assert.ok(published.objects.some((o) => o.key === "latest/linux/ferry-agent-linux-x64.tar.gz"));
+    assert.ok(
+      published.objects.some((o) => o.key === `${pkg.version}/linux/ferry-agent-linux-x64.tar.gz.sha256`),
+    );
+  });
+
+  after(async () => {
+    await scratch?.cleanup();
+  });
+
+  test("virtual-hosted download: hash checked, unpacked, registered, visible in DescribeSourceServers", async () => {
+    const installDir = join(scratch.dir, "install-a");
+    const r = await runInstaller([
+      ...baseArgs(installDir),
+      "--ca-file",
+      server.caFile,
+      "--tags",
+      "app=shop",
+      "tier=web",
+      "--user-provided-id",
+      "web-01",
+    ]).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`https://${BUCKET}\\.s3\\.local:${s3Port}/latest/linux/`));
+    assert.ok(r.stderr.includes(`Package verified: sha256 ${pkg.sha256}`), r.stderr);
+    assert.ok(existsSync(join(installDir, "bin", "ferry")));
+    const id = serverIdIn(r.stdout);
+    const all = await servers();
+    const s = all.find((x) => x.sourceServerID === id);
+    assert.ok(s, `${id} not in DescribeSourceServers`);
+    assert.deepEqual(s.tags, { app: "shop", tier: "web" });
+    assert.equal(s.userProvidedID, "web-01");
+    const disks = (s.sourceProperties?.disks ?? []).map((d) => d.deviceName);
+    assert.ok(disks.includes(image), `the chosen image is not among the disks: ${disks.join(", ")}`);
+    const config = JSON.parse(await readFile(join(installDir, "state", "agent.json"), "utf8")) as {
+      sourceServerID: string;
+    };
+    assert.equal(config.sourceServerID, id);
+  });
+
+  test("path style with a pinned CA: the same machine registers again as the same server", async () => {
+    const before = await servers();
+    const r = await runInstaller([
+      ...baseArgs(join(scratch.dir, "install-b")),
+      "--path-style",
+      "--ca-fingerprint",
+      server.caFingerprint,
+    ]).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`https://s3\\.local:${s3Port}/${BUCKET}/latest/linux/`));
+    const id = serverIdIn(r.stdout);
+    const afterRun = await servers();
+    assert.equal(afterRun.length, before.length, "a second install of the same machine added a server");
+    assert.ok(before.some((s) => s.sourceServerID === id));
+  });
+
+  test(
+    "wget with --resolve in a private mount namespace",
+    { skip: !haveRoot() && "needs root" },
+    async (t) => {
+      const probe = spawn("unshare", ["--mount", "true"]);
+      const ok = await new Promise<boolean>((resolve) => {
+        probe.on("error", () => resolve(false));
+        probe.on("close", (code) => resolve(code === 0));
+      });
+      if (!ok) return t.skip("unshare --mount is not available here");
+      const r = await runInstaller([
+        ...baseArgs(join(scratch.dir, "install-wget")),
+        "--downloader",
+        "wget",
+        "--ca-file",
+        server.caFile,
+      ]).done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes(`Package verified: sha256 ${pkg.sha256}`), r.stderr);
+    },
+  );
+
+  test("a tampered package is refused before anything is installed", async () => {
+    const dir = join(scratch.dir, "tampered");
+    await mkdir(dir, { recursive: true });
+    const bytes = await readFile(pkg.file);
+    const middle = bytes.length >> 1;
+    bytes.writeUInt8(bytes.readUInt8(middle) ^ 0xff, middle);
+    await writeFile(join(dir, "ferry-agent-linux-x64.tar.gz"), bytes);
+    await copyFile(pkg.sha256File, join(dir, "ferry-agent-linux-x64.tar.gz.sha256"));
+    await publishAgentPackage({
+      s3Endpoint: s3Host(),
+      bucket: TAMPERED_BUCKET,
+      region: REGION,
+      credentials: S3_KEY,
+      caPem: await readFile(s3CaFile, "utf8"),
+      resolve: RESOLVE,
+      files: [join(dir, "ferry-agent-linux-x64.tar.gz"), join(dir, "ferry-agent-linux-x64.tar.gz.sha256")],
+      version: pkg.version,
+    });
+    const count = (await servers()).length;
+    const installDir = join(scratch.dir, "install-tampered");
+    const r = await runInstaller([
+      ...baseArgs(installDir),
+      "--bucket",
+      TAMPERED_BUCKET,
+      "--ca-file",
+      server.caFile,
+    ]).done;
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /tampered/);
+    assert.ok(r.stderr.includes(pkg.sha256), "the message names the expected hash");
+    assert.ok(!existsSync(installDir) || (await readdir(installDir)).length === 0, "something was installed");
+    assert.equal((await servers()).length, count);
+  });
+
+  test("a wrong CA fingerprint is refused and nothing registers", async () => {
+    const count = (await servers()).length;
+    const wrong = (await createCa("not the control plane")).fingerprint;
+    const r = await runInstaller([
+      ...baseArgs(join(scratch.dir, "install-wrong-ca")),
+      "--ca-fingerprint",
+      wrong,
+    ]).done;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /pinned CA fingerprint/);
+    assert.equal((await servers()).length, count);
+  });
+
+  test("an install key and an agent key cannot call operator operations", async () => {
+    const installClient = mgnClient(installKey);
+    await assert.rejects(installClient.send(new DescribeSourceServersCommand({})), {
+      name: "AccessDeniedException",
+    });
+    installClient.destroy();
+    // Registered in process through the CLI: its fresh agent key is the valid one.
+    const stateDir = join(scratch.dir, "state-cli");
+    const out = new PassThrough();
+    let text = "";
+    out.on("data", (c: Buffer) => (text += c.toString()));
+    const code = await main(
+      [
+        "agent",
+        "install",
+        "--endpoint",
+        server.url,
+        "--region",
+        REGION,
+        "--ca-file",
+        server.caFile,
+        "--no-prompt",
+        "--devices",
+        image,
+        "--state-dir",
+        stateDir,
+        "--no-systemd",
+        "--json",
+      ],
+      {
+        stdout: out,
+        stderr: out,
+        isTTY: false,
+        env: {
+          AWS_ACCESS_KEY_ID: installKey.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: installKey.secretAccessKey,
+          FERRY_MACHINE_ID_FILE: machineIdFile,
+        },
+        signal: new AbortController().signal,
+      },
+    );
+    assert.equal(code, 0, text);
+    const result = JSON.parse(text) as { sourceServerID: string; service: string };
+    assert.equal(result.service, "none");
+    const config = JSON.parse(await readFile(join(stateDir, "agent.json"), "utf8")) as {
+      sourceServerID: string;
+      agentCredentials: { accessKeyId: string; secretAccessKey: string };
+    };
+    assert.equal(config.sourceServerID, result.sourceServerID);
+    const agentClient = mgnClient(config.agentCredentials);
+    await assert.rejects(agentClient.send(new DescribeSourceServersCommand({})), {
+      name: "AccessDeniedException",
+    });
+    agentClient.destroy();
+    // Each registration replaces the agent key: the first install's is no longer accepted.
+    const first = JSON.parse(
+      await readFile(join(scratch.dir, "install-a", "state", "agent.json"), "utf8"),
+    ) as {
+      agentCredentials: { accessKeyId: string; secretAccessKey: string };
+    };
+    const stale = mgnClient(first.agentCredentials);
+    await assert.rejects(stale.send(new DescribeSourceServersCommand({})), {
+      name: "UnrecognizedClientException",
+    });
+    stale.destroy();
+  });
+
+  test("--foreground runs the agent, which reports until stopped", async () => {
+    const [existing] = await servers();
+    const installDir = join(scratch.dir, "install-fg");
+    const run = runInstaller([...baseArgs(installDir), "--ca-file", server.caFile, "--foreground"], {
+      timeoutMs: 30_000,
+    });
+    let seen: string | undefined;
+    for (let i = 0; i < 100 && !seen; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const s = (await servers()).find((x) => x.sourceServerID === existing?.sourceServerID);
+      const lastSeen = s?.lifeCycle?.lastSeenByServiceDateTime;
+      const registered = existsSync(join(installDir, "state", "agent.json"));
+      if (registered && lastSeen) {
+        const disks = s?.dataReplicationInfo?.replicatedDisks ?? [];
+        if (disks.some((d) => d.deviceName === image)) seen = lastSeen;
+      }
+    }
+    run.child.kill("SIGTERM");
+    const r = await run.done;
+    assert.ok(seen, `the agent never reported:\n${r.stderr}`);
+    assert.equal(r.code, 0, r.stderr);
+  });
+});
