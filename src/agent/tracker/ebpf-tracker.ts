@@ -107,6 +107,7 @@ export class EbpfTracker implements ChangeTracker {
   private persistTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private lastOutputAt = 0;
+  private maxDeliveryMs = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private restartDelay: number;
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
@@ -348,6 +349,8 @@ export class EbpfTracker implements ChangeTracker {
           this.counts.writeBytes += bytes;
           this.rate.add(bytes);
         }
+        const deliveryMs = Number(process.hrtime.bigint() - e.timeNs) / 1e6;
+        if (deliveryMs > this.maxDeliveryMs) this.maxDeliveryMs = deliveryMs;
         this.recording?.push({ timeNs: e.timeNs, sectors: e.sectors, discard: e.op === "discard" });
         return;
       }
@@ -450,7 +453,7 @@ export class EbpfTracker implements ChangeTracker {
   }
 
   stats(): TrackerStats {
-    return { ...this.counts, dirtyBytes: this.bitmap?.dirtyBytes ?? 0 };
+    return { ...this.counts, dirtyBytes: this.bitmap?.dirtyBytes ?? 0, maxDeliveryMs: this.maxDeliveryMs };
   }
 
   private persistNow(): Promise<void> {

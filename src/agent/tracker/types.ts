@@ -41,6 +41,8 @@ export interface TrackerStats {
   /** Tracer restarts after it died (eBPF), or scan passes completed (scan). */
   restarts: number;
   scans: number;
+  /** eBPF: time from a write's completion in the kernel to its line being handled here, in ms (max since start). */
+  maxDeliveryMs?: number;
 }
 
 export interface ChangeTracker {
