@@ -14,7 +14,10 @@ export interface ReplicatorEndpoint {
   port: number;
   /** SHA-256 fingerprint of the replicator's certificate. */
   fingerprint: string;
+  /** Pairing token (replicators without a client CA); empty when a client certificate is used. */
   token: string;
+  /** The source server's client certificate, issued by the control plane. */
+  clientCertificate?: { certPem: string; keyPem: string };
   /** @default 10000 */
   connectTimeoutMs?: number;
 }
@@ -30,6 +33,9 @@ export async function connectReplicator(ep: ReplicatorEndpoint): Promise<FramedC
       minVersion: "TLSv1.3",
       // The certificate is pinned by fingerprint below, not checked against a CA.
       rejectUnauthorized: false,
+      ...(ep.clientCertificate
+        ? { cert: ep.clientCertificate.certPem, key: ep.clientCertificate.keyPem }
+        : {}),
     });
     const timer = setTimeout(() => {
       s.destroy();
@@ -150,7 +156,7 @@ export function handshake(
             ? err
             : new FerryError(
                 "REPLICATOR_CLOSED",
-                `the replicator closed the connection during the handshake${err ? `: ${err.message}` : ""}`,
+                `the replicator closed the connection during the handshake${err ? `: ${err.message}` : ""} — it refused this agent's credentials (its client certificate must come from the control plane for this source server; or the pairing token), or it is not a Ferry replicator`,
               ),
         );
       },

@@ -25,7 +25,13 @@ export interface ReplicatorOptions {
   /** @default 1500 */
   port?: number;
   tls: { certPem: string; keyPem: string };
-  /** Who may replicate; see `tokenAuthorizer`. */
+  /**
+   * CA (PEM) whose client certificates agents must present. With it, TLS
+   * refuses agents without a certificate from this CA; `certificateAuthorizer`
+   * then checks that the certificate belongs to the source server named in HELLO.
+   */
+  clientCa?: string;
+  /** Who may replicate; see `tokenAuthorizer` and `certificateAuthorizer`. */
   authorize: Authorize;
   /** @default 5000 */
   heartbeatIntervalMs?: number;
@@ -51,6 +57,37 @@ export interface Replicator {
   /** Number of live sessions. */
   sessionCount(): number;
   close(): Promise<void>;
+}
+
+/** The name a source server's client certificate carries (issued by the control plane). */
+export function sourceServerCommonName(sourceServerId: string): string {
+  return `source-server:${sourceServerId}`;
+}
+
+/**
+ * Per-server credentials: the agent's certificate (already verified against
+ * the control plane's CA by TLS) must name the source server whose disks it
+ * sends. Agent A's certificate cannot write server B's disks.
+ */
+export function certificateAuthorizer(): Authorize {
+  return async (hello, peer) => {
+    const cert = peer.certificate;
+    if (!cert) {
+      throw new FerryError(
+        "AUTH_FAILED",
+        "the replicator requires a client certificate issued by the control plane",
+      );
+    }
+    const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+    const want = sourceServerCommonName(hello.sourceServerId);
+    if (cn !== want) {
+      throw new FerryError(
+        "AUTH_FAILED",
+        `the agent's certificate is for "${cn ?? "(no CN)"}", not ${want}: an agent may only replicate its own source server's disks`,
+        { details: { certificate: cn, sourceServerId: hello.sourceServerId } },
+      );
+    }
+  };
 }
 
 /** The pairing used before the control plane issues credentials: one shared token. */
@@ -105,12 +142,17 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     key: options.tls.keyPem,
     minVersion: "TLSv1.3",
     handshakeTimeout: limits.helloTimeoutMs,
+    ...(options.clientCa ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
   });
   server.maxConnections = options.maxConnections ?? 256;
   server.on("secureConnection", (socket: TLSSocket) => {
     socket.setNoDelay(true);
     const conn = new FramedConnection(socket, { maxFrameLength: limits.maxDataLength + 64 * 1024 });
-    const session = new Session(conn, host);
+    const certificate = options.clientCa ? socket.getPeerX509Certificate() : undefined;
+    const session = new Session(conn, host, {
+      ...(certificate ? { certificate } : {}),
+      ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
+    });
     sessions.add(session);
     void session.ended.then(() => sessions.delete(session));
     session.start();

@@ -5,6 +5,7 @@
  * writes happen strictly in order; flushes run beside the writes and each
  * ends with an ACK of the highest sequence number it made durable.
  */
+import type { X509Certificate } from "node:crypto";
 import { zstdDecompressSync } from "node:zlib";
 import { FerryError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
@@ -33,8 +34,15 @@ export interface SessionLimits {
   helloTimeoutMs: number;
 }
 
+/** What the replicator knows of the peer from TLS. */
+export interface PeerInfo {
+  /** The client certificate, when the agent presented one (verified against the configured CA). */
+  certificate?: X509Certificate;
+  remoteAddress?: string;
+}
+
 /** Decides whether a HELLO may proceed; throws a FerryError to refuse. */
-export type Authorize = (hello: HelloFrame) => Promise<void>;
+export type Authorize = (hello: HelloFrame, peer: PeerInfo) => Promise<void>;
 
 export interface SessionHost {
   dataDir: string;
@@ -76,9 +84,12 @@ export class Session {
   readonly ended: Promise<void>;
   private resolveEnded!: () => void;
 
-  constructor(conn: FramedConnection, host: SessionHost) {
+  private readonly peer: PeerInfo;
+
+  constructor(conn: FramedConnection, host: SessionHost, peer: PeerInfo = {}) {
     this.conn = conn;
     this.host = host;
+    this.peer = peer;
     this.log = host.log;
     this.ended = new Promise((r) => (this.resolveEnded = r));
   }
@@ -208,7 +219,7 @@ export class Session {
     if (hello.diskSize === 0n || hello.diskSize > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new FerryError("BAD_HELLO", `disk size ${hello.diskSize} is out of range`);
     }
-    await this.host.authorize(hello);
+    await this.host.authorize(hello, this.peer);
     this.ids = { sourceServerId: hello.sourceServerId, diskId: hello.diskId };
     this.log = this.host.log.child(this.ids);
     const key = `${hello.sourceServerId}/${hello.diskId}`;

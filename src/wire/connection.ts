@@ -65,8 +65,8 @@ export class FramedConnection {
       }
     });
     this.stream.on("error", (err) => this.fail(err));
+    // 'close' comes after 'error' when there is one: wait for it rather than 'end', so a TLS alert is reported.
     this.stream.on("close", () => this.finish(undefined));
-    this.stream.on("end", () => this.finish(undefined));
   }
 
   /** Sends a frame; false when the stream's buffer is full (await drain()). */
