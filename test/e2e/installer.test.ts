@@ -344,6 +344,36 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.equal((await servers()).length, count);
   });
 
+  test("from the control plane: the CA is pinned by the installer before the download", async () => {
+    const args = (fingerprint: string) => [
+      "--region",
+      REGION,
+      "--endpoint",
+      server.url,
+      "--aws-access-key-id",
+      installKey.accessKeyId,
+      "--aws-secret-access-key",
+      installKey.secretAccessKey,
+      "--ca-fingerprint",
+      fingerprint,
+      "--install-dir",
+      join(scratch.dir, "install-from-control"),
+      "--no-prompt",
+      "--no-systemd",
+    ];
+    const wrong = await runInstaller(args((await createCa("another CA")).fingerprint)).done;
+    assert.equal(wrong.code, 7, wrong.stderr);
+    assert.match(wrong.stderr, /no certificate with the pinned CA fingerprint/);
+    assert.doesNotMatch(wrong.stderr, /Downloading/);
+    // The right CA: pinned, then the package is asked of <endpoint>/ferry/agent/package.
+    const right = await runInstaller(args(server.caFingerprint.toLowerCase())).done;
+    assert.notEqual(right.code, 7, right.stderr);
+    assert.ok(
+      right.stderr.includes(`Downloading the agent package from ${server.url}/ferry/agent/package`),
+      right.stderr,
+    );
+  });
+
   test("an install key and an agent key cannot call operator operations", async () => {
     const installClient = mgnClient(installKey);
     await assert.rejects(installClient.send(new DescribeSourceServersCommand({})), {
