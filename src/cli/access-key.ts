@@ -26,7 +26,9 @@ async function withPlane<T>(o: StoreFlags, fn: (cp: ControlPlane) => Promise<T>)
 export function registerAccessKey(program: Command, ctx: CliContext): void {
   const noun = program
     .command("access-key")
-    .description("Manage access keys (operator: every API operation; install: may only register agents)");
+    .description(
+      "Manage access keys (operator: every API operation; install: may only register agents; replicator: may only register replicators)",
+    );
 
   addStoreOptions(
     noun
@@ -34,20 +36,24 @@ export function registerAccessKey(program: Command, ctx: CliContext): void {
       .description("Create an access key; the secret is shown once")
       .addOption(
         new Option("--scope <scope>", "what the key may do")
-          .choices(["operator", "install"])
+          .choices(["operator", "install", "replicator"])
           .default("operator"),
       )
       .option("--description <text>", "a note to recognise the key by", "")
       .option("--json", "print the key as JSON"),
     ctx,
-  ).action(async (o: StoreFlags & { scope: "operator" | "install"; description: string; json?: boolean }) => {
-    const key = await withPlane(o, (cp) => cp.accessKeys.create(o.scope, o.description));
-    if (o.json) return writeJson(ctx.stdout, key);
-    writeLine(ctx.stdout, `Access key ID:     ${key.accessKeyId}`);
-    writeLine(ctx.stdout, `Secret access key: ${key.secretAccessKey}`);
-    writeLine(ctx.stdout, `Scope:             ${key.scope}`);
-    writeLine(ctx.stderr, "The secret is not stored in readable form; keep it now.");
-  });
+  ).action(
+    async (
+      o: StoreFlags & { scope: "operator" | "install" | "replicator"; description: string; json?: boolean },
+    ) => {
+      const key = await withPlane(o, (cp) => cp.accessKeys.create(o.scope, o.description));
+      if (o.json) return writeJson(ctx.stdout, key);
+      writeLine(ctx.stdout, `Access key ID:     ${key.accessKeyId}`);
+      writeLine(ctx.stdout, `Secret access key: ${key.secretAccessKey}`);
+      writeLine(ctx.stdout, `Scope:             ${key.scope}`);
+      writeLine(ctx.stderr, "The secret is not stored in readable form; keep it now.");
+    },
+  );
 
   addStoreOptions(
     noun.command("list").description("List access keys (never their secrets)").option("--json", "print JSON"),

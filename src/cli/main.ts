@@ -28,7 +28,7 @@ const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Regi
     load: async () => (await import("./server.ts")).registerServer,
   },
   "access-key": {
-    description: "manage access keys for the API (operator or install scope)",
+    description: "manage access keys for the API (operator, install or replicator scope)",
     load: async () => (await import("./access-key.ts")).registerAccessKey,
   },
   "source-server": {

@@ -433,3 +433,106 @@ test("healthz answers 503 when the database is gone", async () => {
   assert.deepEqual(await h.json(), { status: "unavailable", reason: "database" });
   await t.close().catch(() => undefined); // the store is already closed
 });
+
+test("replicators: registration, assignment by pool and routing, dedicated replicators, failover when one goes silent", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const rk = await t.cp.accessKeys.create("replicator", "replicators");
+    const fp = (n: number) =>
+      Array.from({ length: 32 }, () => n.toString(16).padStart(2, "0").toUpperCase()).join(":");
+    const reg = (name: string, extra: Record<string, unknown> = {}) =>
+      t.call(
+        "/ferry/replicator/register",
+        { name, privateAddress: `10.0.0.${name.length}:1500`, certFingerprint: fp(name.length), ...extra },
+        { creds: rk },
+      );
+    const install = await t.cp.accessKeys.create("install", "i");
+    expectError(
+      await t.call(
+        "/ferry/replicator/register",
+        { name: "x", privateAddress: "10.0.0.1:1500", certFingerprint: fp(1) },
+        { creds: install },
+      ),
+      403,
+      "AccessDeniedException",
+    );
+
+    // No replicator yet: no assignment; the agent keeps reporting.
+    const first = await t.call("/ferry/agent/register", registration("machine-rep-a"), { creds: install });
+    assert.equal(first.status, 200);
+    assert.equal(first.body.replicator, undefined);
+    const a = first.body as {
+      sourceServerID: string;
+      agentCredentials: { accessKeyId: string; secretAccessKey: string };
+    };
+
+    const r1 = await reg("r1", { publicAddress: "203.0.113.1:1500" });
+    assert.equal(r1.status, 200, JSON.stringify(r1.body));
+    const r1id = r1.body.replicatorId as string;
+    assert.match(r1id, /^i-[0-9a-f]{17}$/);
+    assert.equal(
+      (await reg("r1", { publicAddress: "203.0.113.1:1500" })).body.replicatorId,
+      r1id,
+      "same name, same replicator",
+    );
+    const r22 = (await reg("r22", { stagingAreaSubnetId: "subnet-0123456789abcdef0" })).body
+      .replicatorId as string;
+
+    const report = async (id: string, creds: { accessKeyId: string; secretAccessKey: string }) =>
+      (
+        await t.call(
+          "/ferry/agent/report",
+          { sourceServerID: id, dataReplicationState: "INITIAL_SYNC" },
+          { creds },
+        )
+      ).body as { replicator?: { replicatorId: string; address: string; certFingerprint: string } };
+    let got = await report(a.sourceServerID, a.agentCredentials);
+    assert.deepEqual(
+      got.replicator,
+      { replicatorId: r1id, address: "10.0.0.2:1500", certFingerprint: fp(2) },
+      "the pool-less replicator, private address",
+    );
+    await t.call("/UpdateReplicationConfiguration", {
+      sourceServerID: a.sourceServerID,
+      dataPlaneRouting: "PUBLIC_IP",
+    });
+    got = await report(a.sourceServerID, a.agentCredentials);
+    assert.equal(got.replicator?.address, "203.0.113.1:1500", "PUBLIC_IP routing picks the public address");
+    await t.call("/UpdateReplicationConfiguration", {
+      sourceServerID: a.sourceServerID,
+      dataPlaneRouting: "PRIVATE_IP",
+      stagingAreaSubnetId: "subnet-0123456789abcdef0",
+    });
+    got = await report(a.sourceServerID, a.agentCredentials);
+    assert.equal(
+      got.replicator?.replicatorId,
+      r1id,
+      "the current replicator still fits (it serves every pool): no move",
+    );
+
+    // A dedicated replicator: server b may not share.
+    const b = await registerServer(t, "machine-rep-b");
+    await t.call("/UpdateReplicationConfiguration", {
+      sourceServerID: b.sourceServerID,
+      useDedicatedReplicationServer: true,
+      stagingAreaSubnetId: "subnet-0123456789abcdef0",
+    });
+    got = await report(b.sourceServerID, b.agentCredentials);
+    assert.equal(got.replicator?.replicatorId, r22, "b gets the unused replicator of its pool");
+    const d = (
+      (await t.call("/DescribeSourceServers", { filters: { sourceServerIDs: [b.sourceServerID] } })).body
+        .items as SourceServer[]
+    )[0]!;
+    assert.equal(d.dataReplicationInfo?.replicatorId, r22);
+
+    // r1 goes silent past the bound while a keeps reporting: a moves to a live replicator of its pool.
+    t.clock.now += 61_000;
+    await reg("r22", { stagingAreaSubnetId: "subnet-0123456789abcdef0" });
+    await t.call("/UpdateReplicationConfiguration", {
+      sourceServerID: b.sourceServerID,
+      useDedicatedReplicationServer: false,
+    });
+    got = await report(a.sourceServerID, a.agentCredentials);
+    assert.equal(got.replicator?.replicatorId, r22, "failover to the live replicator");
+  });
+});

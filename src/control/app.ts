@@ -15,6 +15,8 @@ import { configurationOperations } from "./api/configuration.ts";
 import { jobOperations } from "./api/jobs.ts";
 import { parseTagsBody, withTags } from "./api/tags.ts";
 import { register, report } from "./agent-api/handlers.ts";
+import { registerReplicator } from "./agent-api/replicators.ts";
+import { REPLICATOR_REGISTER_PATH, ReplicatorRegisterRequest } from "../model/replicator.ts";
 import {
   AGENT_REGISTER_PATH,
   AGENT_REPORT_PATH,
@@ -211,6 +213,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   );
   app.post(AGENT_REPORT_PATH, (c) =>
     serve(c, "ferry:AgentReport", (ctx, body) => report(ctx, validate(AgentReportRequest, body))),
+  );
+  app.post(REPLICATOR_REGISTER_PATH, (c) =>
+    serve(c, "ferry:ReplicatorRegister", (ctx, body) =>
+      registerReplicator(ctx, validate(ReplicatorRegisterRequest, body)),
+    ),
   );
 
   const tagRoute =

@@ -19,6 +19,7 @@ import {
   TagsMap,
   UserProvidedId,
 } from "./mgn-shapes.gen.ts";
+import { ReplicatorAssignment } from "./replicator.ts";
 
 export const AGENT_REGISTER_PATH = "/ferry/agent/register";
 export const AGENT_REPORT_PATH = "/ferry/agent/report";
@@ -59,6 +60,8 @@ export const AgentRegisterResponse = z.object({
   agentCredentials: AgentCredentials,
   desiredReplicationState: DesiredReplicationState,
   replicationConfiguration: ReplicationConfiguration,
+  /** Where to replicate to; absent while no replicator fits (keep reporting, it will come). */
+  replicator: ReplicatorAssignment.optional(),
   /** Report at least this often; after `agentNotSeenAfterSeconds` the server shows AGENT_NOT_SEEN. */
   reportIntervalSeconds: z.number(),
   agentNotSeenAfterSeconds: z.number(),
@@ -96,6 +99,7 @@ export const AgentReportResponse = z.object({
   sourceServerID: SourceServerID,
   desiredReplicationState: DesiredReplicationState,
   replicationConfiguration: ReplicationConfiguration,
+  replicator: ReplicatorAssignment.optional(),
   reportIntervalSeconds: z.number(),
 });
 export type AgentReportResponse = z.infer<typeof AgentReportResponse>;

@@ -50,6 +50,8 @@ export interface SourceServerRecord {
   sourceProperties: SourceProperties;
   lifeCycle: LifeCycle & { state: NonNullable<LifeCycle["state"]> };
   replication: { control: DesiredReplicationState; startedAt?: number };
+  /** The replicator the control plane assigned (see replicator.ts). */
+  replicatorId?: string;
   agent: AgentStatus;
   replicationConfiguration: ReplicationConfiguration;
   launchConfiguration: LaunchConfiguration;
@@ -103,7 +105,8 @@ export function computeDataReplicationInfo(
     }));
   const base: DataReplicationInfo = { replicatedDisks: disks };
   if (a.lastSnapshotDateTime) base.lastSnapshotDateTime = a.lastSnapshotDateTime;
-  if (a.replicatorId) base.replicatorId = a.replicatorId;
+  const replicatorId = a.replicatorId ?? r.replicatorId;
+  if (replicatorId) base.replicatorId = replicatorId;
   switch (r.replication.control) {
     case "DISCONNECTED":
       return { dataReplicationState: "DISCONNECTED" };

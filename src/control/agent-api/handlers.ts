@@ -23,6 +23,7 @@ import {
 } from "../../model/replication-configuration.ts";
 import { isoDateTime } from "../../model/duration.ts";
 import { accessDenied, notFound } from "../../model/api-errors.ts";
+import { assignReplicator } from "./replicators.ts";
 import type { z } from "zod";
 
 type RegisterInput = z.infer<typeof AgentRegisterRequest>;
@@ -110,6 +111,8 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
     }
   }
   if (!rec) throw new Error(`registration of identity ${input.identity} did not settle after 5 attempts`);
+  const assigned = await assignReplicator(ctx, rec);
+  rec = assigned.rec;
   await ctx.store.accessKeys.deleteForServer(rec.sourceServerID);
   const key = await ctx.accessKeys.create("agent", `agent of ${rec.sourceServerID}`, rec.sourceServerID);
   const body: AgentRegisterResponse = {
@@ -119,6 +122,7 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
     agentCredentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey },
     desiredReplicationState: desired(rec),
     replicationConfiguration: rec.replicationConfiguration,
+    ...(assigned.replicator ? { replicator: assigned.replicator } : {}),
     reportIntervalSeconds: ctx.reportIntervalSeconds,
     agentNotSeenAfterSeconds: ctx.stateOptions.agentNotSeenAfterMs / 1000,
   };
@@ -131,14 +135,16 @@ export async function report(ctx: OpContext, input: z.infer<typeof AgentReportRe
       `Access key ${ctx.caller.accessKeyId} may not report for source server ${input.sourceServerID}: only the agent credentials issued to that server at registration may.`,
     );
   }
-  const next = await ctx.store.sourceServers.update(input.sourceServerID, (r) =>
+  const reported = await ctx.store.sourceServers.update(input.sourceServerID, (r) =>
     applyAgentReport(r, input, ctx.now()),
   );
-  if (!next) throw notFound("SOURCE_SERVER", input.sourceServerID);
+  if (!reported) throw notFound("SOURCE_SERVER", input.sourceServerID);
+  const { rec: next, replicator } = await assignReplicator(ctx, reported);
   const body: AgentReportResponse = {
     sourceServerID: next.sourceServerID,
     desiredReplicationState: desired(next),
     replicationConfiguration: next.replicationConfiguration,
+    ...(replicator ? { replicator } : {}),
     reportIntervalSeconds: ctx.reportIntervalSeconds,
   };
   return { status: 200, body };

@@ -12,7 +12,7 @@ import { FerryError } from "../../lib/errors.ts";
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 function newAccessKeyId(scope: AccessKeyScope): string {
-  const prefix = scope === "operator" ? "FKOP" : scope === "install" ? "FKIN" : "FKAG";
+  const prefix = { operator: "FKOP", install: "FKIN", replicator: "FKRP", agent: "FKAG" }[scope];
   const bytes = randomBytes(16);
   let s = "";
   for (const b of bytes) s += BASE32[b & 31];
@@ -43,7 +43,8 @@ export interface AccessKeys {
   resolve(accessKeyId: string): Promise<{ row: AccessKeyRow; secret: string } | undefined>;
 }
 
-export const SCOPES: AccessKeyScope[] = ["operator", "install"];
+/** The scopes an operator can create keys for (`agent` keys come from registration). */
+export const SCOPES: AccessKeyScope[] = ["operator", "install", "replicator"];
 
 export function createAccessKeys(store: Store, box: SecretBox, now: () => number): AccessKeys {
   return {

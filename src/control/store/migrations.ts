@@ -59,6 +59,19 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX source_servers_list ON source_servers (created_at, source_server_id, version)`,
     ],
   },
+  {
+    version: 3,
+    name: "replicators",
+    statements: [
+      `CREATE TABLE replicators (
+         replicator_id TEXT PRIMARY KEY,
+         name TEXT NOT NULL,
+         created_at BIGINT NOT NULL,
+         version INTEGER NOT NULL,
+         doc TEXT NOT NULL)`,
+      `CREATE UNIQUE INDEX replicators_name ON replicators (name)`,
+    ],
+  },
 ];
 
 const LOCK_KEY = 0x66657272; // "ferr"

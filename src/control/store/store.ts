@@ -10,9 +10,10 @@ import { isUniqueViolation } from "./sql.ts";
 import { migrate } from "./migrations.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
 import type { Job, JobLog, ReplicationConfigurationTemplate } from "../../model/mgn-shapes.gen.ts";
+import type { ReplicatorRecord } from "../../model/replicator.ts";
 import { FerryError } from "../../lib/errors.ts";
 
-export type AccessKeyScope = "operator" | "install" | "agent";
+export type AccessKeyScope = "operator" | "install" | "replicator" | "agent";
 
 export interface AccessKeyRow {
   accessKeyId: string;
@@ -135,6 +136,10 @@ export interface Store {
   };
   templates: DocTable<ReplicationConfigurationTemplate>;
   jobs: DocTable<Job>;
+  replicators: DocTable<ReplicatorRecord> & {
+    /** Inserts or refreshes the replicator called `rec.name`; returns the stored record. */
+    upsertByName(rec: ReplicatorRecord, now: number): Promise<ReplicatorRecord>;
+  };
   jobLogItems(jobID: string): Promise<JobLog[]>;
   accessKeys: {
     insert(row: AccessKeyRow): Promise<void>;
@@ -181,6 +186,39 @@ export async function createStore(sql: SqlClient): Promise<Store> {
       return rows[0] ? (JSON.parse(rows[0].doc) as SourceServerRecord) : undefined;
     },
   });
+  const replicatorTable = new DocTable<ReplicatorRecord>(sql, "replicators", "replicator_id");
+  const replicators = Object.assign(replicatorTable, {
+    async upsertByName(rec: ReplicatorRecord, now: number): Promise<ReplicatorRecord> {
+      // Bounded: a lost insert race means the other row is there on the next read.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const rows = await sql.query<{ replicator_id: string }>(
+          `SELECT replicator_id FROM replicators WHERE name = $1`,
+          [rec.name],
+        );
+        const id = rows[0]?.replicator_id;
+        if (id) {
+          const next = await replicatorTable.update(id, (old) => ({
+            ...rec,
+            replicatorId: old.replicatorId,
+            registeredAt: old.registeredAt,
+          }));
+          if (next) return next;
+          continue;
+        }
+        try {
+          await replicatorTable.insert(rec.replicatorId, rec, now, { name: rec.name });
+          return rec;
+        } catch (err) {
+          if (!isUniqueViolation(err)) throw err;
+        }
+      }
+      throw new FerryError(
+        "STORE_CONTENTION",
+        `Could not register replicator ${rec.name}: concurrent registrations kept racing. Retry.`,
+        { kind: "internal" },
+      );
+    },
+  });
   const cols = "access_key_id, scope, source_server_id, description, secret_ciphertext, created_at";
   return {
     sql,
@@ -199,6 +237,7 @@ export async function createStore(sql: SqlClient): Promise<Store> {
     sourceServers,
     templates: new DocTable<ReplicationConfigurationTemplate>(sql, "replication_templates", "template_id"),
     jobs: new DocTable<Job>(sql, "jobs", "job_id"),
+    replicators,
     async jobLogItems(jobID) {
       const rows = await sql.query<{ doc: string }>(
         `SELECT doc FROM job_log_items WHERE job_id = $1 ORDER BY seq`,

@@ -1,0 +1,99 @@
+/**
+ * The replicator-facing route and replicator assignment. A replicator
+ * registers (and re-registers as its heartbeat) with a `replicator`-scoped
+ * key; agents learn from register/report which replicator to dial.
+ */
+import type { z } from "zod";
+import type { OpContext, OpResult } from "../api/context.ts";
+import type { SourceServerRecord } from "../../model/source-server.ts";
+import type {
+  ReplicatorAssignment,
+  ReplicatorRecord,
+  ReplicatorRegisterRequest,
+} from "../../model/replicator.ts";
+import { assignmentFor, chooseReplicator, newReplicatorId, replicatorFits } from "../../model/replicator.ts";
+import { accessDenied } from "../../model/api-errors.ts";
+
+export async function registerReplicator(
+  ctx: OpContext,
+  input: z.infer<typeof ReplicatorRegisterRequest>,
+): Promise<OpResult> {
+  if (ctx.caller.scope !== "replicator" && ctx.caller.scope !== "operator") {
+    throw accessDenied(
+      `Access key ${ctx.caller.accessKeyId} (scope ${ctx.caller.scope}) may not register replicators; use a replicator or operator key.`,
+    );
+  }
+  const now = ctx.now();
+  const rec: ReplicatorRecord = {
+    replicatorId: newReplicatorId(),
+    name: input.name,
+    privateAddress: input.privateAddress,
+    certFingerprint: input.certFingerprint,
+    stagingAreaSubnetId: input.stagingAreaSubnetId,
+    registeredAt: now,
+    lastSeenAt: now,
+  };
+  if (input.publicAddress) rec.publicAddress = input.publicAddress;
+  const stored = await ctx.store.replicators.upsertByName(rec, now);
+  return {
+    status: 200,
+    body: { replicatorId: stored.replicatorId, heartbeatIntervalSeconds: ctx.reportIntervalSeconds },
+  };
+}
+
+/**
+ * The replicator this server should use, recording a change of assignment.
+ * The common case (the current replicator still fits) costs one small listing.
+ */
+export async function assignReplicator(
+  ctx: OpContext,
+  rec: SourceServerRecord,
+): Promise<{ rec: SourceServerRecord; replicator?: ReplicatorAssignment }> {
+  if (rec.replication.control === "DISCONNECTED") return { rec };
+  const replicators = await ctx.store.replicators.list();
+  const base = {
+    config: rec.replicationConfiguration,
+    now: ctx.now(),
+    replicatorDeadAfterMs: ctx.stateOptions.agentNotSeenAfterMs,
+  };
+  const current = replicators.find((r) => r.replicatorId === rec.replicatorId);
+  if (
+    current &&
+    replicatorFits(current, base) &&
+    !rec.replicationConfiguration.useDedicatedReplicationServer
+  ) {
+    return { rec, replicator: assignmentFor(current, rec.replicationConfiguration) };
+  }
+  const load = new Map<string, number>();
+  if (replicators.length) {
+    for (const s of await ctx.store.sourceServers.list()) {
+      if (
+        s.sourceServerID === rec.sourceServerID ||
+        !s.replicatorId ||
+        s.replication.control === "DISCONNECTED"
+      )
+        continue;
+      load.set(s.replicatorId, (load.get(s.replicatorId) ?? 0) + 1);
+    }
+  }
+  const chosen = chooseReplicator({
+    ...base,
+    sourceServerID: rec.sourceServerID,
+    current: rec.replicatorId,
+    replicators,
+    load,
+  });
+  let next = rec;
+  if (chosen?.replicatorId !== rec.replicatorId) {
+    next =
+      (await ctx.store.sourceServers.update(rec.sourceServerID, (r) => {
+        const n = { ...r };
+        if (chosen) n.replicatorId = chosen.replicatorId;
+        else delete n.replicatorId;
+        return n;
+      })) ?? rec;
+  }
+  return chosen
+    ? { rec: next, replicator: assignmentFor(chosen, next.replicationConfiguration) }
+    : { rec: next };
+}

@@ -1,0 +1,117 @@
+/**
+ * Replicators as the control plane knows them, and which one a source server
+ * replicates to. A replicator announces itself (and keeps announcing, as its
+ * heartbeat) with a private and optionally a public address, the SHA-256
+ * fingerprint of its data-plane certificate, and the pool it serves (the
+ * `stagingAreaSubnetId` of the servers it takes). A source server's
+ * `dataPlaneRouting` picks the address the agent dials; `stagingAreaSubnetId`
+ * picks the pool; `useDedicatedReplicationServer` asks for a replicator no
+ * other server uses.
+ */
+import { z } from "zod";
+import { randomBytes } from "node:crypto";
+import type { ReplicationConfiguration } from "./mgn-shapes.gen.ts";
+
+export const REPLICATOR_REGISTER_PATH = "/ferry/replicator/register";
+
+const HostPort = z
+  .string()
+  .max(300)
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port");
+
+export const ReplicatorRegisterRequest = z.object({
+  /** Stable name of this replicator (re-registering with it updates the same entry). */
+  name: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9._-]+$/),
+  privateAddress: HostPort,
+  publicAddress: HostPort.optional(),
+  /** SHA-256 of the replicator's data-plane certificate, uppercase hex pairs with colons. */
+  certFingerprint: z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
+  /** The pool this replicator serves; "" (default) serves servers with any staging subnet. */
+  stagingAreaSubnetId: z.string().max(255).default(""),
+});
+export type ReplicatorRegisterRequest = z.input<typeof ReplicatorRegisterRequest>;
+
+export const ReplicatorRegisterResponse = z.object({
+  replicatorId: z.string(),
+  heartbeatIntervalSeconds: z.number(),
+});
+
+export interface ReplicatorRecord {
+  replicatorId: string;
+  name: string;
+  privateAddress: string;
+  publicAddress?: string;
+  certFingerprint: string;
+  stagingAreaSubnetId: string;
+  registeredAt: number;
+  lastSeenAt: number;
+}
+
+/** What the agent is told: where to connect and which certificate to expect. */
+export const ReplicatorAssignment = z.object({
+  replicatorId: z.string(),
+  address: z.string(),
+  certFingerprint: z.string(),
+});
+export type ReplicatorAssignment = z.infer<typeof ReplicatorAssignment>;
+
+export function newReplicatorId(): string {
+  return `i-${randomBytes(9).toString("hex").slice(0, 17)}`;
+}
+
+export interface AssignmentInput {
+  sourceServerID: string;
+  current: string | undefined;
+  config: ReplicationConfiguration;
+  replicators: ReplicatorRecord[];
+  /** replicatorId → the source servers assigned to it (this one excluded). */
+  load: Map<string, number>;
+  now: number;
+  replicatorDeadAfterMs: number;
+}
+
+/** Alive, serving the server's pool, and reachable the way its routing asks. */
+export function replicatorFits(
+  r: ReplicatorRecord,
+  i: Pick<AssignmentInput, "config" | "now" | "replicatorDeadAfterMs">,
+): boolean {
+  if (i.now - r.lastSeenAt > i.replicatorDeadAfterMs) return false;
+  if (i.config.dataPlaneRouting === "PUBLIC_IP" && !r.publicAddress) return false;
+  const pool = i.config.stagingAreaSubnetId ?? "";
+  return r.stagingAreaSubnetId === "" || r.stagingAreaSubnetId === pool;
+}
+
+/**
+ * The replicator for a source server: keep the current one while it fits
+ * (moving a server means a rescan); otherwise the least-loaded fitting one,
+ * an unused one when a dedicated replicator is asked for. Undefined when none
+ * fits (the agent waits; the initiation shows the replication server step in
+ * progress).
+ */
+export function chooseReplicator(i: AssignmentInput): ReplicatorRecord | undefined {
+  const current = i.replicators.find((r) => r.replicatorId === i.current);
+  const dedicated = i.config.useDedicatedReplicationServer === true;
+  if (current && replicatorFits(current, i) && (!dedicated || (i.load.get(current.replicatorId) ?? 0) === 0))
+    return current;
+  const candidates = i.replicators
+    .filter((r) => replicatorFits(r, i))
+    .filter((r) => !dedicated || (i.load.get(r.replicatorId) ?? 0) === 0)
+    .sort(
+      (a, b) =>
+        (i.load.get(a.replicatorId) ?? 0) - (i.load.get(b.replicatorId) ?? 0) ||
+        a.replicatorId.localeCompare(b.replicatorId),
+    );
+  return candidates[0];
+}
+
+export function assignmentFor(r: ReplicatorRecord, config: ReplicationConfiguration): ReplicatorAssignment {
+  return {
+    replicatorId: r.replicatorId,
+    address: config.dataPlaneRouting === "PUBLIC_IP" && r.publicAddress ? r.publicAddress : r.privateAddress,
+    certFingerprint: r.certFingerprint,
+  };
+}
