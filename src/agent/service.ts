@@ -8,12 +8,17 @@ import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { FerryError } from "../lib/errors.ts";
 import { parseResolve } from "../lib/static-resolve.ts";
 import type { Logger } from "../lib/log.ts";
 import { createControlClient, type ReportAnswer } from "./control-client.ts";
 import type { AgentConfig } from "./install.ts";
 
 export const UNIT_NAME = "ferry-agent.service";
+
+const run = promisify(execFile);
 
 /** systemd is the init system (the check `sd_booted()` makes). */
 export function systemdRuns(root = "/"): boolean {
@@ -47,6 +52,24 @@ export async function writeUnit(unitDir: string, installDir: string, stateDir: s
   await mkdir(unitDir, { recursive: true });
   const path = join(unitDir, UNIT_NAME);
   await writeFile(path, renderUnit(installDir, stateDir), { mode: 0o644 });
+  return path;
+}
+
+/** Writes the unit, then `systemctl daemon-reload` and `enable --now`; returns the unit's path. */
+export async function installService(unitDir: string, installDir: string, stateDir: string): Promise<string> {
+  const path = await writeUnit(unitDir, installDir, stateDir);
+  for (const args of [["daemon-reload"], ["enable", "--now", UNIT_NAME]]) {
+    try {
+      await run("systemctl", args);
+    } catch (err) {
+      const stderr = (err as { stderr?: string }).stderr?.trim();
+      throw new FerryError(
+        "SYSTEMD_FAILED",
+        `systemctl ${args.join(" ")} failed (${stderr || String(err)}): the server is registered; see \`journalctl -u ${UNIT_NAME}\`, or start the agent with ${installDir}/bin/ferry agent run --state-dir ${stateDir}`,
+        { cause: err },
+      );
+    }
+  }
   return path;
 }
 

@@ -107,7 +107,7 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
     .option("--json", "print the result as JSON")
     .action(async (opts: Record<string, unknown>) => {
       const { installAgent, loadAgentConfig } = await import("../agent/install.ts");
-      const { systemdRuns, writeUnit, runAgent, UNIT_NAME } = await import("../agent/service.ts");
+      const { systemdRuns, installService, runAgent, UNIT_NAME } = await import("../agent/service.ts");
       const region = opts.region ? String(opts.region) : undefined;
       const accessKeyId = (opts.awsAccessKeyId as string | undefined) ?? ctx.env.AWS_ACCESS_KEY_ID;
       const secretAccessKey =
@@ -160,10 +160,7 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
       let service: "systemd" | "foreground" | "none" = "none";
       let unitFile: string | undefined;
       if (!foreground && opts.systemd !== false && systemdRuns()) {
-        unitFile = await writeUnit(String(opts.systemdUnitDir), installDir, stateDir);
-        const { execFileSync } = await import("node:child_process");
-        execFileSync("systemctl", ["daemon-reload"], { stdio: "ignore" });
-        execFileSync("systemctl", ["enable", "--now", UNIT_NAME], { stdio: "ignore" });
+        unitFile = await installService(String(opts.systemdUnitDir), installDir, stateDir);
         service = "systemd";
       } else if (foreground) service = "foreground";
       if (json) writeJson(ctx.stdout, { ...result, service, unitFile });

@@ -60,6 +60,8 @@ let operator: MgnClient;
 let installKey: { accessKeyId: string; secretAccessKey: string };
 let image = "";
 let machineIdFile = "";
+/** The server of this test's (first) machine, registered by the first test. */
+let firstServerId = "";
 
 function s3Host(): string {
   return `s3.local:${s3Port}`;
@@ -84,12 +86,15 @@ function mgnClient(credentials: { accessKeyId: string; secretAccessKey: string }
 let caText = "";
 
 /** Runs the installer with dash (POSIX sh), the bundled CLI on this test's node. */
-function runInstaller(args: string[], options: { timeoutMs?: number; onStderr?: (s: string) => void } = {}) {
+function runInstaller(
+  args: string[],
+  options: { timeoutMs?: number; onStderr?: (s: string) => void; machineIdFile?: string } = {},
+) {
   const child = spawn("dash", [INSTALLER, ...args], {
     env: {
       PATH: `${dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
       HOME: scratch.dir,
-      FERRY_MACHINE_ID_FILE: machineIdFile,
+      FERRY_MACHINE_ID_FILE: options.machineIdFile ?? machineIdFile,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -246,6 +251,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.ok(r.stderr.includes(`Package verified: sha256 ${pkg.sha256}`), r.stderr);
     assert.ok(existsSync(join(installDir, "bin", "ferry")));
     const id = serverIdIn(r.stdout);
+    firstServerId = id;
     const all = await servers();
     const s = all.find((x) => x.sourceServerID === id);
     assert.ok(s, `${id} not in DescribeSourceServers`);
@@ -296,6 +302,21 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
       assert.ok(r.stderr.includes(`Package verified: sha256 ${pkg.sha256}`), r.stderr);
     },
   );
+
+  test("another machine is another server; --no-replication registers it stopped", async () => {
+    const otherMachine = join(scratch.dir, "machine-id-2");
+    await writeFile(otherMachine, "fedcba9876543210fedcba9876543210\n");
+    const before = await servers();
+    const r = await runInstaller(
+      [...baseArgs(join(scratch.dir, "install-other")), "--ca-file", server.caFile, "--no-replication"],
+      { machineIdFile: otherMachine },
+    ).done;
+    assert.equal(r.code, 0, r.stderr);
+    const id = serverIdIn(r.stdout);
+    assert.ok(!before.some((s) => s.sourceServerID === id), "the other machine got an existing server's ID");
+    const s = (await servers()).find((x) => x.sourceServerID === id);
+    assert.equal(s?.lifeCycle?.state, "STOPPED");
+  });
 
   test("a tampered package is refused before anything is installed", async () => {
     const dir = join(scratch.dir, "tampered");
@@ -442,7 +463,6 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
   });
 
   test("--foreground runs the agent, which reports until stopped", async () => {
-    const [existing] = await servers();
     const installDir = join(scratch.dir, "install-fg");
     const run = runInstaller([...baseArgs(installDir), "--ca-file", server.caFile, "--foreground"], {
       timeoutMs: 30_000,
@@ -450,7 +470,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     let seen: string | undefined;
     for (let i = 0; i < 100 && !seen; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      const s = (await servers()).find((x) => x.sourceServerID === existing?.sourceServerID);
+      const s = (await servers()).find((x) => x.sourceServerID === firstServerId);
       const lastSeen = s?.lifeCycle?.lastSeenByServiceDateTime;
       const registered = existsSync(join(installDir, "state", "agent.json"));
       if (registered && lastSeen) {
