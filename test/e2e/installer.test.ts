@@ -23,10 +23,13 @@ import {
   MgnClient,
   type SourceServer,
 } from "@aws-sdk/client-mgn";
+import { createControlClient } from "../../src/agent/control-client.ts";
 import { main } from "../../src/cli/main.ts";
 import { startServer } from "../../src/control/index.ts";
 import type { ServerHandle } from "../../src/control/index.ts";
+import { FerryError } from "../../src/lib/errors.ts";
 import { createLogger } from "../../src/lib/log.ts";
+import { parseResolve } from "../../src/lib/static-resolve.ts";
 import { createCa, issueCertificate } from "../../src/lib/pki.ts";
 import { buildAgentPackage, type BuildResult } from "../../src/release/build.ts";
 import { publishAgentPackage } from "../../src/release/publish.ts";
@@ -37,6 +40,8 @@ const INSTALLER = join(ROOT, "installer", "ferry-installer-init");
 const REGION = "us-east-1";
 const BUCKET = `ferry-agent-${REGION}`;
 const TAMPERED_BUCKET = "ferry-agent-tampered";
+/** A name only --resolve knows, held by the control plane's certificate. */
+const CONTROL_NAME = "ferry-control.test";
 const S3_KEY = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
 
 interface S3rverLike {
@@ -183,6 +188,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
       dataDir: join(scratch.dir, "control"),
       port: 0,
       region: REGION,
+      certNames: ["localhost", "127.0.0.1", CONTROL_NAME],
       logger: createLogger({ level: "error" }),
     });
     scratch.defer(() => server.close());
@@ -460,6 +466,70 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
       name: "UnrecognizedClientException",
     });
     stale.destroy();
+  });
+
+  test("the agent's client: --resolve names, and each failure as its own error", async () => {
+    const caPem = caText;
+    const port = new URL(server.url).port;
+    const byName = createControlClient({
+      endpoint: `https://${CONTROL_NAME}:${port}`,
+      region: REGION,
+      credentials: installKey,
+      caPem,
+      hosts: parseResolve([`${CONTROL_NAME}=127.0.0.1`]),
+    });
+    const reg = await byName.register({
+      identity: "client-test-machine",
+      sourceProperties: { identificationHints: { hostname: "client-test" } },
+    });
+    assert.match(reg.sourceServerID, /^s-[0-9a-zA-Z]{17}$/);
+    byName.close();
+
+    const cases: [Parameters<typeof createControlClient>[0], string, RegExp][] = [
+      [
+        {
+          endpoint: server.url,
+          region: REGION,
+          credentials: { ...installKey, secretAccessKey: "wrong" },
+          caPem,
+        },
+        "CONTROL_PLANE_REFUSED",
+        /InvalidSignatureException/,
+      ],
+      [{ endpoint: server.url, region: REGION, credentials: installKey }, "CONTROL_PLANE_TLS", /--ca-file/],
+      [
+        { endpoint: "https://127.0.0.1:1", region: REGION, credentials: installKey, caPem },
+        "CONTROL_PLANE_UNREACHABLE",
+        /cannot reach/,
+      ],
+    ];
+    for (const [options, code, message] of cases) {
+      const client = createControlClient(options);
+      await assert.rejects(
+        client.register({ identity: "client-test-machine", sourceProperties: {} }),
+        (err: unknown) => err instanceof FerryError && err.code === code && message.test(err.message),
+        code,
+      );
+      client.close();
+    }
+
+    // Agent A's key cannot report for server B.
+    const asAgent = createControlClient({
+      endpoint: server.url,
+      region: REGION,
+      credentials: reg.agentCredentials,
+      caPem,
+    });
+    const ok = await asAgent.report({
+      sourceServerID: reg.sourceServerID,
+      dataReplicationState: "INITIATING",
+    });
+    assert.equal(ok.sourceServerID, reg.sourceServerID);
+    await assert.rejects(
+      asAgent.report({ sourceServerID: firstServerId, dataReplicationState: "INITIATING" }),
+      (err: unknown) => err instanceof FerryError && /AccessDeniedException/.test(err.message),
+    );
+    asAgent.close();
   });
 
   test("--foreground runs the agent, which reports until stopped", async () => {
