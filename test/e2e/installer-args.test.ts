@@ -7,7 +7,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -132,6 +132,43 @@ for (const [name, shell] of SHELLS) {
     },
   );
 }
+
+test(
+  "BusyBox's wget is refused: it does not verify certificates",
+  { skip: !have("busybox") && "busybox not installed" },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ferry-installer-bbwget-"));
+    try {
+      symlinkSync(
+        spawnSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).stdout.trim(),
+        join(dir, "wget"),
+      );
+      const r = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+        execFile(
+          "dash",
+          [
+            INSTALLER,
+            ...BASE,
+            "--s3-endpoint",
+            "s3.local:1",
+            "--downloader",
+            "wget",
+            "--install-dir",
+            join(dir, "agent"),
+          ],
+          { env: { PATH: `${dir}:/usr/sbin:/usr/bin:/sbin:/bin` }, timeout: 30_000 },
+          (err, _stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        ),
+      );
+      assert.equal(r.code, 6, r.stderr);
+      assert.match(r.stderr, /not GNU Wget/);
+      assert.ok(!existsSync(join(dir, "agent")));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test("shellcheck finds nothing", { skip: !have("shellcheck") && "shellcheck not installed" }, () => {
   const r = spawnSync("shellcheck", ["-s", "sh", INSTALLER], { encoding: "utf8" });
