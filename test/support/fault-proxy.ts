@@ -71,11 +71,13 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
     let down = 0;
     let ended = false;
     let stalledUntil = 0;
-    const held: { to: Socket; chunk: Buffer }[] = [];
-    const forward = (to: Socket, chunk: Buffer) => {
+    /** Held while stalled, in order; `undefined` is an end of stream. */
+    const held: { to: Socket; chunk: Buffer | undefined }[] = [];
+    const forward = (to: Socket, chunk: Buffer | undefined) => {
       // Held bytes go first, whatever arrives meanwhile.
       if (Date.now() < stalledUntil || held.length > 0) held.push({ to, chunk });
-      else to.write(chunk);
+      else if (chunk) to.write(chunk);
+      else to.end();
     };
     const finish = () => {
       if (ended) return;
@@ -109,7 +111,11 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
         stalledUntil = Date.now() + f.ms;
         emit({ event: "stalled", id, at: Date.now(), ms: f.ms });
         setTimeout(() => {
-          for (const h of held.splice(0)) if (!h.to.destroyed) h.to.write(h.chunk);
+          for (const h of held.splice(0)) {
+            if (h.to.destroyed) continue;
+            if (h.chunk) h.to.write(h.chunk);
+            else h.to.end();
+          }
         }, f.ms).unref();
       }
       forward(upstream, chunk);
@@ -122,11 +128,13 @@ export async function startFaultProxy(o: FaultProxyOptions): Promise<FaultProxy>
       [client, upstream],
       [upstream, client],
     ] as const) {
-      a.on("end", () => b.end());
+      a.on("end", () => forward(b, undefined));
       a.on("error", () => b.destroy());
       a.on("close", () => {
         sockets.delete(a);
-        b.destroy();
+        // Bytes held for the other side are still delivered, then it ends.
+        if (held.some((h) => h.to === b)) forward(b, undefined);
+        else b.destroy();
         finish();
       });
     }
