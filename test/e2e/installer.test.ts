@@ -532,6 +532,68 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     asAgent.close();
   });
 
+  test(
+    "without --devices the agent asks on the terminal; the root disk is added to the answer",
+    {
+      skip: !existsSync("/usr/bin/script") && "script (util-linux) not installed",
+    },
+    async () => {
+      const machine = join(scratch.dir, "machine-id-prompt");
+      await writeFile(machine, "00000000111111112222222233333333\n");
+      const stateDir = join(scratch.dir, "state-prompt");
+      const command = [
+        join(ROOT, "bin", "ferry"),
+        "agent",
+        "install",
+        "--endpoint",
+        server.url,
+        "--region",
+        REGION,
+        "--ca-file",
+        server.caFile,
+        "--state-dir",
+        stateDir,
+        "--no-systemd",
+      ].join(" ");
+      const child = spawn("script", ["-qec", command, "/dev/null"], {
+        env: {
+          PATH: `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`,
+          HOME: scratch.dir,
+          TERM: "dumb",
+          AWS_ACCESS_KEY_ID: installKey.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: installKey.secretAccessKey,
+          FERRY_MACHINE_ID_FILE: machine,
+        },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let output = "";
+      let answered = false;
+      child.stdout.on("data", (c: Buffer) => {
+        output += c.toString();
+        if (!answered && output.includes("press Enter for all disks")) {
+          answered = true;
+          child.stdin.write(`${image}\r`);
+        }
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+      clearTimeout(timer);
+      assert.equal(code, 0, output);
+      assert.match(output, /Disks on this server:/);
+      const id = serverIdIn(output);
+      const s = (await servers()).find((x) => x.sourceServerID === id);
+      const disks = (s?.sourceProperties?.disks ?? []).map((d) => d.deviceName);
+      assert.ok(disks.includes(image), disks.join(", "));
+      const { listDisks } = await import("../../src/agent/disks.ts");
+      const root = (await listDisks()).find((d) => d.root);
+      if (root)
+        assert.ok(
+          disks.includes(root.deviceName),
+          `root disk ${root.deviceName} missing: ${disks.join(", ")}`,
+        );
+    },
+  );
+
   test("--foreground runs the agent, which reports until stopped", async () => {
     const installDir = join(scratch.dir, "install-fg");
     const run = runInstaller([...baseArgs(installDir), "--ca-file", server.caFile, "--foreground"], {
