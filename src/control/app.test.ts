@@ -536,3 +536,46 @@ test("replicators: registration, assignment by pool and routing, dedicated repli
     assert.equal(got.replicator?.replicatorId, r22, "failover to the live replicator");
   });
 });
+
+test("registration with a CSR returns a data-plane certificate bound to the server; replicators learn the CA", async () => {
+  await withPlane(async (t) => {
+    await t.call("/InitializeService");
+    const { createCsr } = await import("../lib/pki.ts");
+    const { X509Certificate, createPrivateKey } = await import("node:crypto");
+    const { csrPem, keyPem } = await createCsr("anything");
+    const install = await t.cp.accessKeys.create("install", "installer");
+    const r = await t.call("/ferry/agent/register", registration("machine-csr-0001", { csr: csrPem }), {
+      creds: install,
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const body = r.body as {
+      sourceServerID: string;
+      dataPlaneCertificate: { certificatePem: string; caCertificatePem: string };
+    };
+    const cert = new X509Certificate(body.dataPlaneCertificate.certificatePem);
+    const ca = new X509Certificate(body.dataPlaneCertificate.caCertificatePem);
+    assert.match(cert.subject, new RegExp(`CN=source-server:${body.sourceServerID}`));
+    assert.ok(cert.verify(ca.publicKey));
+    assert.ok(cert.checkPrivateKey(createPrivateKey(keyPem)));
+    assert.equal(body.dataPlaneCertificate.caCertificatePem, t.cp.dataPlaneCaPem);
+
+    // A CSR that is not one is refused before anything is stored.
+    expectError(
+      await t.call("/ferry/agent/register", registration("machine-csr-0002", { csr: "garbage" }), {
+        creds: install,
+      }),
+      400,
+      "ValidationException",
+    );
+    const list = await t.call("/DescribeSourceServers", {});
+    assert.equal((list.body.items as unknown[]).length, 1);
+
+    const rk = await t.cp.accessKeys.create("replicator", "r");
+    const rr = await t.call(
+      "/ferry/replicator/register",
+      { name: "r1", privateAddress: "10.0.0.9:1500", certFingerprint: Array(32).fill("AB").join(":") },
+      { creds: rk },
+    );
+    assert.equal(rr.body.clientCaPem, t.cp.dataPlaneCaPem);
+  });
+});

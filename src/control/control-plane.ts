@@ -14,11 +14,14 @@ import type { AccessKeys } from "./auth/access-keys.ts";
 import { createAccessKeys } from "./auth/access-keys.ts";
 import { createSecretBox, loadMasterKey } from "./auth/secret-box.ts";
 import { createApp } from "./app.ts";
+import { loadOrCreateDataPlaneCa } from "./auth/data-plane-ca.ts";
 import { createMetrics } from "./metrics.ts";
 import { computeDataReplicationInfo } from "../model/source-server.ts";
 
 export interface ControlPlane {
   app: Hono<never>;
+  /** The CA replicators trust for agents' client certificates (PEM). */
+  dataPlaneCaPem: string;
   store: Store;
   accessKeys: AccessKeys;
   options: ResolvedControlPlaneOptions;
@@ -40,6 +43,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const box = createSecretBox(loadMasterKey(o.masterKeyFile, o.masterKey));
   const accessKeys = createAccessKeys(store, box, o.now);
   const stateOptions = { agentNotSeenAfterMs: o.agentNotSeenAfterSeconds * 1000 };
+  const dataPlaneCa = await loadOrCreateDataPlaneCa(o.dataDir);
   const app = createApp({
     base: {
       store,
@@ -49,6 +53,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       accountId: o.accountId,
       stateOptions,
       reportIntervalSeconds: o.reportIntervalSeconds,
+      dataPlaneCa,
     },
     logger: o.logger,
     metrics: createMetrics(),
@@ -61,5 +66,12 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       return { ferry_source_servers: servers.length, ferry_source_servers_stalled: stalled };
     },
   });
-  return { app: app as unknown as Hono<never>, store, accessKeys, options: o, close: () => store.close() };
+  return {
+    app: app as unknown as Hono<never>,
+    dataPlaneCaPem: dataPlaneCa.certPem,
+    store,
+    accessKeys,
+    options: o,
+    close: () => store.close(),
+  };
 }

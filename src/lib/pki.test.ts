@@ -1,7 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { X509Certificate } from "node:crypto";
-import { createCa, createSelfSigned, fingerprintOf, issueCertificate, normalizeFingerprint } from "./pki.ts";
+import { X509Certificate, createPrivateKey } from "node:crypto";
+import {
+  createCa,
+  createCsr,
+  createSelfSigned,
+  fingerprintOf,
+  issueCertificate,
+  normalizeFingerprint,
+  signCsr,
+} from "./pki.ts";
 
 test("a CA issues server certificates that verify against it, with the SANs asked for", async () => {
   const ca = await createCa("Ferry test CA");
@@ -28,4 +36,19 @@ test("self-signed certificates and fingerprint normalisation", async () => {
   assert.equal(normalizeFingerprint(bare), s.fingerprint);
   assert.equal(normalizeFingerprint(`sha256:${s.fingerprint}`), s.fingerprint);
   assert.throws(() => normalizeFingerprint("abc"), RangeError);
+});
+
+test("a CSR is signed into a client certificate with the CA's chosen name; a damaged CSR is refused", async () => {
+  const ca = await createCa("CA");
+  const { csrPem, keyPem } = await createCsr("whatever-the-requester-says");
+  const issued = await signCsr(ca, csrPem, { commonName: "source-server:s-x", usages: ["client"] });
+  const cert = new X509Certificate(issued.certPem);
+  assert.match(cert.subject, /CN=source-server:s-x/);
+  assert.ok(cert.verify(new X509Certificate(ca.certPem).publicKey));
+  // The certificate's key is the requester's.
+  assert.ok(cert.checkPrivateKey(createPrivateKey(keyPem)));
+  const lines = csrPem.trim().split("\n");
+  const mid = Math.floor(lines.length / 2);
+  lines[mid] = lines[mid]!.slice(0, 10) + (lines[mid]![10] === "A" ? "B" : "A") + lines[mid]!.slice(11);
+  await assert.rejects(signCsr(ca, lines.join("\n"), { commonName: "x" }), RangeError);
 });

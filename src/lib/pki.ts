@@ -162,3 +162,40 @@ export function normalizeFingerprint(text: string): string {
   }
   return hex.match(/../g)!.join(":");
 }
+
+/** A key pair and a PKCS#10 request for it (the private key never leaves its owner). */
+export async function createCsr(commonName: string): Promise<{ csrPem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${commonName}`,
+    keys,
+    signingAlgorithm: ALG,
+  });
+  return { csrPem: csr.toString("pem"), keyPem: await exportKey(keys.privateKey) };
+}
+
+/**
+ * Issues a certificate for the key in a PKCS#10 request, after checking the
+ * request's self-signature. The subject is the caller's choice (`req`), not
+ * the request's: the requester proves it holds the key, the CA decides the name.
+ */
+export async function signCsr(
+  ca: KeyAndCert,
+  csrPem: string,
+  req: CertificateRequest,
+): Promise<{ certPem: string; fingerprint: string }> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(csrPem);
+  } catch (err) {
+    throw new RangeError(`not a PKCS#10 certificate request: ${(err as Error).message}`, { cause: err });
+  }
+  let publicKey: CryptoKey;
+  try {
+    if (!(await csr.verify())) throw new Error("its signature does not verify");
+    publicKey = (await csr.publicKey.export(ALG, ["verify"])) as CryptoKey;
+  } catch (err) {
+    throw new RangeError(`the certificate request is not valid: ${(err as Error).message}`, { cause: err });
+  }
+  return signPublicKey(ca, publicKey, req);
+}

@@ -41,6 +41,11 @@ export const AgentRegisterRequest = z.object({
   sourceProperties: SourceProperties,
   /** `false` for `--no-replication`: registered, replication started later by StartReplication. */
   startReplication: z.boolean().default(true),
+  /**
+   * A PKCS#10 request (PEM) for the agent's data-plane key: the answer carries
+   * the certificate, bound to this source server, that replicators accept.
+   */
+  csr: z.string().max(16384).optional(),
 });
 export type AgentRegisterRequest = z.input<typeof AgentRegisterRequest>;
 
@@ -62,6 +67,8 @@ export const AgentRegisterResponse = z.object({
   replicationConfiguration: ReplicationConfiguration,
   /** Where to replicate to; absent while no replicator fits (keep reporting, it will come). */
   replicator: ReplicatorAssignment.optional(),
+  /** The data-plane client certificate issued for the request's `csr`, and the CA that signed it (PEM). */
+  dataPlaneCertificate: z.object({ certificatePem: z.string(), caCertificatePem: z.string() }).optional(),
   /** Report at least this often; after `agentNotSeenAfterSeconds` the server shows AGENT_NOT_SEEN. */
   reportIntervalSeconds: z.number(),
   agentNotSeenAfterSeconds: z.number(),

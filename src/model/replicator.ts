@@ -38,6 +38,8 @@ export type ReplicatorRegisterRequest = z.input<typeof ReplicatorRegisterRequest
 export const ReplicatorRegisterResponse = z.object({
   replicatorId: z.string(),
   heartbeatIntervalSeconds: z.number(),
+  /** The CA whose client certificates (one per source server) the replicator must accept, and only those (PEM). */
+  clientCaPem: z.string(),
 });
 
 export interface ReplicatorRecord {

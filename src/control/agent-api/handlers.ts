@@ -22,7 +22,9 @@ import {
   settingsFromTemplate,
 } from "../../model/replication-configuration.ts";
 import { isoDateTime } from "../../model/duration.ts";
-import { accessDenied, notFound } from "../../model/api-errors.ts";
+import { accessDenied, notFound, validationError } from "../../model/api-errors.ts";
+import { signCsr } from "../../lib/pki.ts";
+import { sourceServerCommonName } from "../auth/data-plane-ca.ts";
 import { assignReplicator } from "./replicators.ts";
 import type { z } from "zod";
 
@@ -97,6 +99,16 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
     );
   }
   await requireInitialized(ctx);
+  // Check the request before anything is stored.
+  if (input.csr !== undefined) {
+    try {
+      await signCsr(ctx.dataPlaneCa, input.csr, { commonName: "check", usages: ["client"], days: 1 });
+    } catch (err) {
+      throw validationError(`csr: ${(err as Error).message}`, "fieldValidationFailed", [
+        { name: "csr", message: (err as Error).message },
+      ]);
+    }
+  }
   let rec: SourceServerRecord | undefined;
   // Bounded: a lost insert race means the other registration's row is there on the next read.
   for (let attempt = 0; attempt < 5 && !rec; attempt++) {
@@ -115,6 +127,22 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
   rec = assigned.rec;
   await ctx.store.accessKeys.deleteForServer(rec.sourceServerID);
   const key = await ctx.accessKeys.create("agent", `agent of ${rec.sourceServerID}`, rec.sourceServerID);
+  let dataPlaneCertificate: AgentRegisterResponse["dataPlaneCertificate"];
+  if (input.csr !== undefined) {
+    let issued;
+    try {
+      issued = await signCsr(ctx.dataPlaneCa, input.csr, {
+        commonName: sourceServerCommonName(rec.sourceServerID),
+        usages: ["client"],
+        days: 825,
+      });
+    } catch (err) {
+      throw validationError(`csr: ${(err as Error).message}`, "fieldValidationFailed", [
+        { name: "csr", message: (err as Error).message },
+      ]);
+    }
+    dataPlaneCertificate = { certificatePem: issued.certPem, caCertificatePem: ctx.dataPlaneCa.certPem };
+  }
   const body: AgentRegisterResponse = {
     sourceServerID: rec.sourceServerID,
     arn: rec.arn,
@@ -123,6 +151,7 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
     desiredReplicationState: desired(rec),
     replicationConfiguration: rec.replicationConfiguration,
     ...(assigned.replicator ? { replicator: assigned.replicator } : {}),
+    ...(dataPlaneCertificate ? { dataPlaneCertificate } : {}),
     reportIntervalSeconds: ctx.reportIntervalSeconds,
     agentNotSeenAfterSeconds: ctx.stateOptions.agentNotSeenAfterMs / 1000,
   };

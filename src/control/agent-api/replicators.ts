@@ -37,7 +37,11 @@ export async function registerReplicator(
   const stored = await ctx.store.replicators.upsertByName(rec, now);
   return {
     status: 200,
-    body: { replicatorId: stored.replicatorId, heartbeatIntervalSeconds: ctx.reportIntervalSeconds },
+    body: {
+      replicatorId: stored.replicatorId,
+      heartbeatIntervalSeconds: ctx.reportIntervalSeconds,
+      clientCaPem: ctx.dataPlaneCa.certPem,
+    },
   };
 }
 

@@ -7,6 +7,7 @@
 import type { z } from "zod";
 import type { Store, AccessKeyScope } from "../store/store.ts";
 import type { AccessKeys } from "../auth/access-keys.ts";
+import type { KeyAndCert } from "../../lib/pki.ts";
 import type { SourceServerRecord, ReplicationStateOptions } from "../../model/source-server.ts";
 import { notFound, uninitialized, validationError } from "../../model/api-errors.ts";
 
@@ -24,6 +25,8 @@ export interface OpContext {
   accountId: string;
   stateOptions: ReplicationStateOptions;
   reportIntervalSeconds: number;
+  /** Signs source servers' data-plane client certificates (see auth/data-plane-ca.ts). */
+  dataPlaneCa: KeyAndCert;
   caller: Caller;
 }
 
