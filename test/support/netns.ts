@@ -6,9 +6,41 @@
  * the veth pair and the namespaces — is removed by id at `close()`, which a
  * test calls in `finally`/`after` whatever happened. Requires root.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { sh } from "./loop.ts";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+/** Runs a command (bounded: 30 s) and returns its stdout. */
+async function sh(cmd: string, args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync(cmd, args, { timeout: 30000, maxBuffer: 16 * 1024 * 1024 });
+  return stdout;
+}
+
+/**
+ * Last resort when the test process exits without `close()` (a cancelled
+ * test): kill what we started and delete the namespaces, synchronously.
+ */
+const unclosed = new Map<string, { pids: () => number[]; namespaces: string[] }>();
+process.once("exit", () => {
+  for (const { pids, namespaces } of unclosed.values()) {
+    for (const pid of pids()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    for (const name of namespaces) {
+      try {
+        execFileSync("ip", ["netns", "del", name], { stdio: "ignore", timeout: 10000 });
+      } catch {
+        // already gone
+      }
+    }
+  }
+});
 
 export type Side = "source" | "staging";
 
@@ -74,6 +106,7 @@ export async function createNetPair(): Promise<NetPair> {
   const created: Side[] = [];
   let closed = false;
 
+  unclosed.set(id, { pids: () => [...procs].map((p) => p.pid), namespaces: Object.values(ns) });
   const close = async () => {
     if (closed) return;
     closed = true;
@@ -92,6 +125,7 @@ export async function createNetPair(): Promise<NetPair> {
       // Deleting the namespace takes its end of the veth pair, its rules and its qdiscs with it.
       await sh("ip", ["netns", "del", ns[side]]).catch((err: unknown) => errors.push(err));
     }
+    unclosed.delete(id);
     if (errors.length) throw new AggregateError(errors, "network namespace teardown failed");
   };
 
