@@ -36,7 +36,9 @@ import { publishAgentPackage } from "../../src/release/publish.ts";
 import { createImage, createScratch, haveRoot, type Scratch } from "../support/loop.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const INSTALLER = join(ROOT, "installer", "ferry-installer-init");
+const INSTALLER_SOURCE = join(ROOT, "installer", "ferry-installer-init");
+/** The installer as the source gets it: downloaded from the bucket (set in before()). */
+let installer = "";
 const REGION = "us-east-1";
 const BUCKET = `ferry-agent-${REGION}`;
 const TAMPERED_BUCKET = "ferry-agent-tampered";
@@ -95,7 +97,7 @@ function runInstaller(
   args: string[],
   options: { timeoutMs?: number; onStderr?: (s: string) => void; machineIdFile?: string } = {},
 ) {
-  const child = spawn("dash", [INSTALLER, ...args], {
+  const child = spawn("dash", [installer, ...args], {
     env: {
       PATH: `${dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
       HOME: scratch.dir,
@@ -234,6 +236,25 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.ok(
       published.objects.some((o) => o.key === `${pkg.version}/linux/ferry-agent-linux-x64.tar.gz.sha256`),
     );
+    // As on the source: wget the installer from the bucket's virtual host.
+    installer = join(scratch.dir, "ferry-installer-init");
+    const url = `https://${BUCKET}.s3.local:${s3Port}/latest/linux/ferry-installer-init`;
+    const wget = spawn("curl", [
+      "--fail",
+      "--silent",
+      "--show-error",
+      "--cacert",
+      s3CaFile,
+      "--resolve",
+      `${BUCKET}.s3.local:${s3Port}:127.0.0.1`,
+      "--output",
+      installer,
+      url,
+    ]);
+    let wgetErr = "";
+    wget.stderr.on("data", (c: Buffer) => (wgetErr += c.toString()));
+    assert.equal(await new Promise((r) => wget.on("close", r)), 0, `${url}: ${wgetErr}`);
+    assert.equal(await readFile(installer, "utf8"), await readFile(INSTALLER_SOURCE, "utf8"));
   });
 
   after(async () => {
