@@ -3,6 +3,7 @@
  * whole disk a partition belongs to (block-layer request tracepoints report
  * the whole disk and absolute sectors), and its I/O counters.
  */
+import { readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { FerryError, systemErrorCode } from "../../lib/errors.ts";
 import { deviceNumber } from "../disk/sysfs.ts";
@@ -96,6 +97,25 @@ export async function readIoCounters(device: TrackedDevice): Promise<IoCounters 
       : `${device.sysfs}/queue`;
   const iostats = await readText(`${queue}/iostats`);
   return { writeSectors: f[6]!, discardSectors: f[12]!, accounting: iostats !== "0" };
+}
+
+/**
+ * The completed write and discard sectors only, read synchronously: a read of
+ * a few microseconds, so the instants around it bracket the kernel's counting
+ * tightly (reconcile.ts). Undefined if the stat file cannot be read.
+ */
+export function readSectorCountersSync(
+  device: TrackedDevice,
+): { writeSectors: number; discardSectors: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`${device.sysfs}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const f = text.trim().split(/\s+/).map(Number);
+  if (f.length < 13) return undefined;
+  return { writeSectors: f[6]!, discardSectors: f[12]! };
 }
 
 export async function readBootId(): Promise<string> {

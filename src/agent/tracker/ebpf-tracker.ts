@@ -11,7 +11,7 @@
  */
 import { FerryError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
-import { openBlockSource } from "../disk/block-source.ts";
+import { type BlockSource, openBlockSource } from "../disk/block-source.ts";
 import { DirtyBitmap } from "./bitmap.ts";
 import { Tracer, buildScript, ensureTracefs } from "./bpftrace.ts";
 import {
@@ -19,10 +19,12 @@ import {
   type TrackedDevice,
   readBootId,
   readIoCounters,
+  readSectorCountersSync,
   resolveTrackedDevice,
 } from "./device.ts";
 import { addGap } from "./gap.ts";
 import { RateMeter } from "./rate.ts";
+import { type CounterSnapshot, CounterReconciler } from "./reconcile.ts";
 import { type TrackedIdentity, TrackerStateStore, checkPreviousRun } from "./state.ts";
 import type { TraceEvent } from "./trace-parser.ts";
 import {
@@ -50,6 +52,8 @@ export interface EbpfTrackerOptions {
   startTimeoutMs?: number;
   /** First delay before restarting a tracer that died; doubles up to 30 s. @default 1000 */
   restartDelayMs?: number;
+  /** How often the traced sectors are checked against the kernel's counters (reconcile.ts). @default 1000 */
+  reconcileIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -65,6 +69,7 @@ export function resolveEbpfOptions(o: EbpfTrackerOptions): Required<Omit<EbpfTra
     persistIntervalMs: o.persistIntervalMs ?? 30_000,
     startTimeoutMs: o.startTimeoutMs ?? 20_000,
     restartDelayMs: o.restartDelayMs ?? 1000,
+    reconcileIntervalMs: o.reconcileIntervalMs ?? 1000,
     logger: o.logger,
   };
 }
@@ -73,6 +78,13 @@ const SECTOR = 512;
 const STALL_MS = 5000;
 /** Slack around a counter read inside which a completion may or may not have been counted yet. */
 const COUNTER_MARGIN_NS = 2_000_000n;
+/**
+ * The same for the running check, whose reads are synchronous and short. The
+ * kernel counts a completion a few instructions after tracing it; a completion
+ * delayed longer than this between the two can only cause a false alarm if it
+ * falls on the base read.
+ */
+const RECONCILE_MARGIN_NS = 50_000;
 
 interface Waiter {
   after: bigint;
@@ -106,6 +118,10 @@ export class EbpfTracker implements ChangeTracker {
   private readyWaiter: (() => void) | undefined;
   private persistTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private readonly reconciler = new CounterReconciler(RECONCILE_MARGIN_NS);
+  private reconciling: Promise<void> | undefined;
+  private probe: { source: BlockSource; buffer: Buffer } | undefined;
   private lastOutputAt = 0;
   private maxDeliveryMs = 0;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -171,6 +187,7 @@ export class EbpfTracker implements ChangeTracker {
     await this.launchTracer();
     if (!previous && marker?.counters) await this.checkCountersSince(marker.counters);
     this.recording = undefined;
+    await this.reconcile(); // takes the base for the counter check, when the device allows
     this.persistTimer = setInterval(() => void this.persistNow(), this.opts.persistIntervalMs);
     this.persistTimer.unref();
     // Every CPU prints a tick each second: silence means a stuck tracer (or a stopped one).
@@ -184,6 +201,57 @@ export class EbpfTracker implements ChangeTracker {
       }
     }, 1000);
     this.watchdog.unref();
+    this.reconcileTimer = setInterval(() => void this.reconcile(), this.opts.reconcileIntervalMs);
+    this.reconcileTimer.unref();
+  }
+
+  /** Checks the sectors traced against the kernel's counters (reconcile.ts); a shortfall is a gap. */
+  private reconcile(): Promise<void> {
+    this.reconciling ??= this.reconcileOnce()
+      .catch((err: unknown) => {
+        if (this.watching())
+          this.setGap(
+            "lost-events",
+            `the check against the kernel's counters failed: ${(err as Error).message}`,
+          );
+      })
+      .finally(() => (this.reconciling = undefined));
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (!this.watching()) return;
+    if (!(await readIoCounters(this.device!))?.accounting) return; // nothing to check against
+    // Until a base is taken (a read with no completion near it), try a few reads in a row.
+    for (let attempt = 0; attempt < (this.reconciler.armed ? 1 : 10); attempt++) {
+      const tA = Number(process.hrtime.bigint());
+      const counters = readSectorCountersSync(this.device!);
+      const tB = Number(process.hrtime.bigint());
+      if (!counters) return;
+      if (!(await this.catchUp(5000))) {
+        if (this.watching())
+          this.setGap(
+            "tracer-exited",
+            "the tracer did not report a probe read: it may have stopped seeing I/O",
+          );
+        return;
+      }
+      if (!this.watching()) return;
+      this.checkCounters({ tA, tB, ...counters });
+      if (this.reconciler.armed) return;
+    }
+  }
+
+  private checkCounters(snapshot: CounterSnapshot): void {
+    const missed = this.reconciler.check(snapshot);
+    if (missed) {
+      this.counts.lostEvents++;
+      this.setGap(
+        "lost-events",
+        `the kernel completed ${missed.writeSectors} written and ${missed.discardSectors} discarded sectors that the tracer did not report`,
+      );
+      this.reconciler.reset();
+    }
   }
 
   private identity(device: TrackedDevice): TrackedIdentity {
@@ -245,19 +313,18 @@ export class EbpfTracker implements ChangeTracker {
       );
     }
     this.verified = tracer;
+    this.reconciler.reset();
   }
 
   /** Reads the device's first logical block with O_DIRECT and waits until the tracer reports it. */
   private async probeRead(timeoutMs: number): Promise<boolean> {
     const after = process.hrtime.bigint();
     const seen = new Promise<void>((resolve) => this.probeWaiters.push({ after, resolve }));
-    const source = await openBlockSource(this.opts.devicePath);
-    try {
-      const [buf] = source.allocBuffers(1, 4096);
-      await source.read(buf!, 0, 4096);
-    } finally {
-      await source.close();
+    if (!this.probe) {
+      const source = await openBlockSource(this.opts.devicePath);
+      this.probe = { source, buffer: source.allocBuffers(1, 4096)[0]! };
     }
+    await this.probe.source.read(this.probe.buffer, 0, 4096);
     return (await Promise.race([seen.then(() => true), sleep(timeoutMs, false)])) === true;
   }
 
@@ -274,9 +341,13 @@ export class EbpfTracker implements ChangeTracker {
 
   async settle(): Promise<void> {
     if (this.state !== "running") return;
-    if (!this.watching() || !(await this.catchUp(5000))) {
-      this.setGap("tracer-exited", "the tracer did not report a probe read: it may have stopped seeing I/O");
+    if (!this.watching()) {
+      this.setGap("tracer-exited", "the tracer is not running");
+      return;
     }
+    // Catches up (probe reads) and checks the counters.
+    await this.reconcile();
+    await this.reconcile();
   }
 
   /**
@@ -351,6 +422,7 @@ export class EbpfTracker implements ChangeTracker {
         }
         const deliveryMs = Number(process.hrtime.bigint() - e.timeNs) / 1e6;
         if (deliveryMs > this.maxDeliveryMs) this.maxDeliveryMs = deliveryMs;
+        this.reconciler.record(Number(e.timeNs), e.sectors, e.op === "discard");
         this.recording?.push({ timeNs: e.timeNs, sectors: e.sectors, discard: e.op === "discard" });
         return;
       }
@@ -475,9 +547,13 @@ export class EbpfTracker implements ChangeTracker {
     this.state = "stopping";
     clearInterval(this.persistTimer);
     clearInterval(this.watchdog);
+    clearInterval(this.reconcileTimer);
+    await this.reconciling;
     clearTimeout(this.restartTimer);
     // Completions up to the tracer's exit are in the bitmap once stop() returns.
     await this.tracer?.stop();
+    await this.probe?.source.close();
+    this.probe = undefined;
     await this.persisting;
     const device = this.device!;
     await this.store.writeBitmap(this.bitmap!);

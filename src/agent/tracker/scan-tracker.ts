@@ -183,8 +183,9 @@ export class ScanTracker implements ChangeTracker {
       await source.close();
     }
     this.state = "running";
+    // With a baseline the first pass runs at once (even without periodic passes).
     if (firstPassNow) this.schedule(0);
-    else this.schedule(this.opts.intervalMs);
+    else if (this.opts.intervalMs > 0) this.schedule(this.opts.intervalMs);
   }
 
   private open(): Promise<BlockSource> {
@@ -192,13 +193,13 @@ export class ScanTracker implements ChangeTracker {
   }
 
   private schedule(delayMs: number): void {
-    if (this.state !== "running" || (delayMs > 0 && this.opts.intervalMs <= 0)) return;
+    if (this.state !== "running") return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.scanNow().then(
-        () => this.schedule(this.opts.intervalMs),
-        () => this.schedule(this.opts.intervalMs),
-      );
+      const next = () => {
+        if (this.opts.intervalMs > 0) this.schedule(this.opts.intervalMs);
+      };
+      this.scanNow().then(next, next);
     }, delayMs);
     this.timer.unref();
   }
