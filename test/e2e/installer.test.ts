@@ -269,7 +269,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
       server.caFile,
       "--tags",
       "app=shop",
-      "tier=web",
+      "owner=O'Brien & co",
       "--user-provided-id",
       "web-01",
     ]).done;
@@ -282,7 +282,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     const all = await servers();
     const s = all.find((x) => x.sourceServerID === id);
     assert.ok(s, `${id} not in DescribeSourceServers`);
-    assert.deepEqual(s.tags, { app: "shop", tier: "web" });
+    assert.deepEqual(s.tags, { app: "shop", owner: "O'Brien & co" });
     assert.equal(s.userProvidedID, "web-01");
     const disks = (s.sourceProperties?.disks ?? []).map((d) => d.deviceName);
     assert.ok(disks.includes(image), `the chosen image is not among the disks: ${disks.join(", ")}`);
