@@ -357,6 +357,8 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
       s3Endpoint: s3Host(),
       bucket: TAMPERED_BUCKET,
       region: REGION,
+      // Published path style, fetched virtual-hosted: the same objects either way.
+      pathStyle: true,
       credentials: S3_KEY,
       caPem: await readFile(s3CaFile, "utf8"),
       resolve: RESOLVE,
