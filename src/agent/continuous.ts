@@ -136,8 +136,11 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     inHand = extents;
     while (inHand.length) {
       const e = inHand[0]!;
-      const end = Math.min(e.offset + e.length, source.size);
-      if (end > e.offset) await s.sendRange(e.offset, end);
+      // Frames start on hash-block boundaries, whatever the tracker's granularity.
+      const hbs = s.hashBlockSize;
+      const start = Math.floor(e.offset / hbs) * hbs;
+      const end = Math.min(Math.ceil((e.offset + e.length) / hbs) * hbs, source.size);
+      if (end > start) await s.sendRange(start, end);
       inHand.shift();
     }
   };

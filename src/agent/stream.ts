@@ -96,6 +96,7 @@ export class DataStream {
   private windowStart = performance.now();
   private netWaitAtWindowStart: number;
   private readonly onAbort: () => void;
+  private buffers: Buffer[] | undefined;
 
   constructor(o: DataStreamOptions) {
     this.o = o;
@@ -166,6 +167,10 @@ export class DataStream {
       await new Promise<void>((r) => (this.wake = r));
     }
     this.check();
+  }
+
+  get hashBlockSize(): number {
+    return this.o.hashBlockSize;
   }
 
   /** Bytes sent and not yet acknowledged. */
@@ -351,8 +356,10 @@ export class DataStream {
   async sendRange(start: number, end: number, onChunk?: (readOffset: number) => void): Promise<void> {
     const { source, chunkSize } = this.o;
     const readAhead = 4;
-    const buffers = source.allocBuffers(readAhead + 1, chunkSize);
-    const free = [...buffers];
+    // Aligned buffers are allocated (and probed) once per stream: continuous
+    // replication calls this for every dirty extent.
+    this.buffers ??= source.allocBuffers(readAhead + 1, chunkSize);
+    const free = [...this.buffers];
     const reads: Promise<{ offset: number; buf: Buffer; n: number; want: number }>[] = [];
     let next = start;
     const startRead = () => {

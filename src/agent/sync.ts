@@ -117,6 +117,7 @@ const FATAL = new Set([
   "DISK_READ_FAILED",
   "DISK_NOT_FOUND",
   "DISK_EMPTY",
+  "BAD_BLOCK_SIZE",
   "ABORTED",
 ]);
 
@@ -235,6 +236,12 @@ async function syncOnce(
 ): Promise<string> {
   const chunkSize = o.chunkSize ?? MiB;
   const hashBlockSize = o.hashBlockSize ?? 64 * 1024;
+  if (hashBlockSize < 4096 || hashBlockSize > MiB || (hashBlockSize & (hashBlockSize - 1)) !== 0) {
+    throw new FerryError(
+      "BAD_BLOCK_SIZE",
+      `block size ${hashBlockSize} must be a power of two from 4096 to 1048576`,
+    );
+  }
   if (chunkSize % hashBlockSize !== 0)
     throw new RangeError("chunk size must be a multiple of the hash block size");
   const size = source.size;
@@ -397,6 +404,7 @@ async function rescanDisk(
   const span = 16 * MiB;
   const blocksPerSpan = span / hashBlockSize;
   const size = end;
+  // Allocated per rescan (rare, whole-disk work): the probe cost is nothing next to the reads.
   const [a, b] = source.allocBuffers(2, span);
   const ask = (off: number) => {
     const first = off / hashBlockSize;

@@ -3,6 +3,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import { writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { SyncResult } from "../agent/sync.ts";
+import type { ChangeTracker } from "../agent/tracker/index.ts";
 import { FerryError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { formatBytes, formatRate } from "../lib/units.ts";
@@ -79,6 +80,24 @@ export function registerAgent(program: Command, ctx: CliContext): void {
     )
     .option("--resync", "start a new full sync instead of resuming")
     .option("--window <MiB>", "unacknowledged data allowed in flight, in MiB", "64")
+    .option(
+      "--block-size <bytes>",
+      "hash and tracking granularity (a power of two, 4096 to 1048576; fixed per sync generation)",
+      "65536",
+    )
+    .option("--continuous", "after the initial sync, keep replicating changes until stopped (SIGINT/SIGTERM)")
+    .option(
+      "--tracker <tier>",
+      "change tracking for --continuous: auto | ebpf | scan",
+      parseChoice(["auto", "ebpf", "scan"] as const),
+      "auto",
+    )
+    .option("--scan-interval <seconds>", "pause between passes of the scan tracker", "60")
+    .option("--consistency-interval <seconds>", "how often to mark a crash-consistent point", "10")
+    .option(
+      "--freeze <mountpoint...>",
+      "freeze these filesystems briefly (fsfreeze, watchdog-bounded) at consistency points",
+    )
     .option("--heartbeat-ms <ms>", "heartbeat interval (default: the replicator's)", parseMs)
     .option(
       "--idle-timeout-ms <ms>",
@@ -114,6 +133,29 @@ export function registerAgent(program: Command, ctx: CliContext): void {
         fields: { component: "agent" },
       });
       const bars = new Map<string, ProgressPrinter>();
+      const continuous = Boolean(opts.continuous);
+      const trackers = new Map<string, ChangeTracker>();
+      if (continuous) {
+        const { selectTracker } = await import("../agent/tracker/index.ts");
+        for (const d of disks) {
+          const { tracker, reason } = await selectTracker({
+            devicePath: d.path,
+            stateDir: join(stateDir, sourceServerId, `${d.diskId}.tracker`),
+            prefer: opts.tracker as "auto",
+            blockSize: Number(opts.blockSize),
+            scanIntervalMs: Number(opts.scanInterval) * 1000,
+            logger: log,
+          });
+          await tracker.start();
+          trackers.set(d.diskId, tracker);
+          if (json) writeJson(ctx.stdout, { event: "tracker", diskId: d.diskId, kind: tracker.kind, reason });
+          else writeLine(ctx.stderr, `${d.diskId}: ${reason}`);
+        }
+      }
+      const stopTrackers = async () => {
+        for (const t of trackers.values()) await t.stop();
+      };
+      const lastStatus = new Map<string, number>();
       const results = await Promise.all(
         disks.map((d) =>
           replicateDisk({
@@ -134,6 +176,29 @@ export function registerAgent(program: Command, ctx: CliContext): void {
             compression: opts.compression as "auto",
             resync: Boolean(opts.resync),
             windowBytes: Math.max(1, Number(opts.window)) * 1024 * 1024,
+            hashBlockSize: Number(opts.blockSize),
+            ...(continuous
+              ? {
+                  continuous: {
+                    tracker: trackers.get(d.diskId)!,
+                    consistencyIntervalMs: Number(opts.consistencyInterval) * 1000,
+                    ...(opts.freeze ? { freeze: opts.freeze as string[] } : {}),
+                    onStatus: (st) => {
+                      const now = Date.now();
+                      if (now - (lastStatus.get(d.diskId) ?? 0) < (json ? 1000 : 5000)) return;
+                      lastStatus.set(d.diskId, now);
+                      if (json) writeJson(ctx.stdout, { event: "status", ...st });
+                      else {
+                        writeLine(
+                          ctx.stderr,
+                          `${d.diskId}: ${st.dataReplicationState}  backlog ${formatBytes(st.backloggedBytes)}  lag ${(st.lagMs / 1000).toFixed(1)} s  writes ${formatRate(st.writeBytesPerSecond)}  sent ${formatRate(st.sendBytesPerSecond)}` +
+                            (st.error ? `  ${st.error.error}: ${st.error.rawError}` : ""),
+                        );
+                      }
+                    },
+                  },
+                }
+              : {}),
             signal: ctx.signal,
             log,
             onProgress: (p) => {
@@ -153,7 +218,17 @@ export function registerAgent(program: Command, ctx: CliContext): void {
             },
           }),
         ),
-      );
+      ).catch(async (err: unknown) => {
+        await stopTrackers();
+        // A signal is how continuous replication ends: a clean stop, not an error.
+        if (continuous && err instanceof FerryError && err.code === "ABORTED") return undefined;
+        throw err;
+      });
+      if (!results) {
+        writeLine(ctx.stderr, "stopped; changes not yet replicated are kept for the next start");
+        return;
+      }
+      await stopTrackers();
       for (const bar of bars.values()) bar.done();
       if (json) writeJson(ctx.stdout, { event: "done", sourceServerId, disks: results });
       else {

@@ -1,0 +1,255 @@
+/**
+ * P3 and P6: continuous replication lag on a mounted ext4 under sustained
+ * random writes (fio, 20 MB/s), with the eBPF tracker and, for comparison, the
+ * scan tracker; agent CPU and peak RSS, and its CPU when idle.
+ *
+ * Lag is measured end to end: every 250 ms a marker (a counter) is written to
+ * a file and fdatasync'ed on the source; the benchmark polls the replica's
+ * staging image at that block's physical offset and records how long the
+ * marker took to appear there.
+ *
+ *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--json]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { isRoot, timed } from "./support.ts";
+
+const FERRY = join(import.meta.dirname, "..", "bin", "ferry");
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "60" },
+    rate: { type: "string", default: "20m" },
+    trackers: { type: "string", default: "ebpf,scan" },
+    "block-size": { type: "string", default: "65536" },
+    dir: { type: "string", default: "/var/tmp/ferry-bench/continuous" },
+    json: { type: "boolean", default: false },
+  },
+});
+if (!isRoot()) {
+  console.error("bench/continuous needs root (loop device, mount, eBPF)");
+  process.exit(1);
+}
+const seconds = Number(values.seconds);
+const dir = values.dir!;
+
+function percentile(xs: number[], p: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+function cpuSeconds(pid: number): Promise<number> {
+  return readFile(`/proc/${pid}/stat`, "utf8").then((t) => {
+    const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  });
+}
+
+async function peakRssMiB(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmHWM:\s+(\d+)/.exec(s)?.[1] ?? 0) / 1024;
+}
+
+function jsonLines(child: ChildProcess, onLine: (v: Record<string, unknown>) => void): void {
+  let buf = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    buf += d.toString();
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        onLine(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not JSON
+      }
+    }
+  });
+}
+
+async function runOne(tracker: string): Promise<Record<string, unknown>> {
+  const work = join(dir, tracker);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(join(work, "mnt"), { recursive: true });
+  const image = join(work, "disk.img");
+  await timed("truncate", ["-s", "2G", image]);
+  const loop = (await timed("losetup", ["--find", "--show", image])).stdout.trim();
+  let mounted = false;
+  const children: ChildProcess[] = [];
+  try {
+    await timed("mkfs.ext4", ["-q", "-F", "-b", "4096", loop]);
+    await timed("mount", [loop, join(work, "mnt")]);
+    mounted = true;
+    // Replicator.
+    const rep = spawn(
+      FERRY,
+      ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", join(work, "staging")],
+      {
+        stdio: ["ignore", "pipe", "ignore"],
+      },
+    );
+    children.push(rep);
+    const info = await new Promise<{ port: number; fingerprint: string; token: string }>((resolve) =>
+      jsonLines(rep, (v) => resolve(v as never)),
+    );
+    // Agent, continuous.
+    const agent = spawn(
+      FERRY,
+      [
+        "agent",
+        "replicate",
+        "--json",
+        "--continuous",
+        "--tracker",
+        tracker,
+        "--scan-interval",
+        "5",
+        "--block-size",
+        values["block-size"]!,
+        "--disk",
+        `${loop}=disk0`,
+        "--replicator",
+        `127.0.0.1:${info.port}`,
+        "--replicator-fingerprint",
+        info.fingerprint,
+        "--token",
+        info.token,
+        "--source-server-id",
+        "s-benchcontinuous00",
+        "--state-dir",
+        join(work, "agent"),
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    children.push(agent);
+    let trackerReason = "";
+    let synced = false;
+    let lastBacklog = -1;
+    jsonLines(agent, (v) => {
+      if (v.event === "tracker") trackerReason = String(v.reason);
+      if (v.event === "status") {
+        synced = true;
+        lastBacklog = Number(v.backloggedBytes);
+      }
+    });
+    for (let i = 0; i < 600 && !synced; i++) await new Promise((r) => setTimeout(r, 100));
+    if (!synced) throw new Error("the initial sync did not finish in 60 s");
+
+    // The marker block's place on the device.
+    const markerPath = join(work, "mnt", "marker");
+    const marker = await open(markerPath, "w+");
+    await marker.write(Buffer.alloc(4096, 1), 0, 4096, 0);
+    await marker.datasync();
+    const frag = (await timed("filefrag", ["-v", "-b4096", markerPath])).stdout;
+    const physical = Number(/^\s*0:\s+0\.\.\s*0:\s+(\d+)\.\./m.exec(frag)?.[1]);
+    if (!Number.isFinite(physical)) throw new Error(`cannot find the marker's block: ${frag}`);
+    const replica = await open(
+      join(work, "staging", "volumes", "s-benchcontinuous00", "disk0", "data.img"),
+      "r",
+    );
+
+    const cpu0 = await cpuSeconds(agent.pid!);
+    const fio = spawn(
+      "fio",
+      [
+        "--name=load",
+        `--filename=${join(work, "mnt", "fio.dat")}`,
+        "--size=512M",
+        "--rw=randwrite",
+        "--bs=4k",
+        `--rate=${values.rate}`,
+        "--time_based",
+        `--runtime=${seconds}`,
+        "--ioengine=psync",
+        "--direct=1",
+        "--output-format=json",
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    children.push(fio);
+    let fioOut = "";
+    fio.stdout!.on("data", (d: Buffer) => (fioOut += d.toString()));
+    const fioDone = new Promise<void>((r) => fio.once("exit", () => r()));
+    const lags: number[] = [];
+    const buf = Buffer.alloc(4096);
+    const end = Date.now() + seconds * 1000;
+    for (let n = 1; Date.now() < end; n++) {
+      const stamp = Buffer.alloc(4096);
+      stamp.writeUInt32LE(n, 0);
+      stamp.writeUInt32LE(0xfe44e47, 4);
+      await marker.write(stamp, 0, 4096, 0);
+      await marker.datasync();
+      const t0 = performance.now();
+      for (;;) {
+        await replica.read(buf, 0, 4096, physical * 4096);
+        if (buf.readUInt32LE(0) === n && buf.readUInt32LE(4) === 0xfe44e47) break;
+        if (performance.now() - t0 > 60000) throw new Error("a marker did not reach the replica in 60 s");
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      lags.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await fioDone;
+    const cpuLoad = (await cpuSeconds(agent.pid!)) - cpu0;
+    // Idle: once the backlog is gone, 10 s without writes.
+    for (let i = 0; i < 600; i++) {
+      await replica.read(buf, 0, 4096, physical * 4096);
+      if (lastBacklog === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const cpuIdle0 = await cpuSeconds(agent.pid!);
+    await new Promise((r) => setTimeout(r, 10000));
+    const cpuIdle = ((await cpuSeconds(agent.pid!)) - cpuIdle0) / 10;
+    const rss = await peakRssMiB(agent.pid!);
+    const fioJson = JSON.parse(fioOut.slice(fioOut.indexOf("{"))) as {
+      jobs: { write: { bw_bytes: number } }[];
+    };
+    await marker.close();
+    await replica.close();
+    return {
+      tracker,
+      blockSize: Number(values["block-size"]),
+      trackerReason,
+      seconds,
+      writeMBps: Number((fioJson.jobs[0]!.write.bw_bytes / 1e6).toFixed(1)),
+      markers: lags.length,
+      lagP50Ms: Math.round(percentile(lags, 50)),
+      lagP99Ms: Math.round(percentile(lags, 99)),
+      lagMaxMs: Math.round(Math.max(...lags)),
+      agentCpuCoresUnderLoad: Number((cpuLoad / seconds).toFixed(3)),
+      agentCpuCoresIdle: Number(cpuIdle.toFixed(3)),
+      agentPeakRssMiB: Math.round(rss),
+    };
+  } finally {
+    for (const c of children.reverse()) {
+      if (c.exitCode === null) {
+        c.kill("SIGTERM");
+        await new Promise((r) => {
+          c.once("exit", r);
+          setTimeout(r, 5000);
+        });
+      }
+    }
+    if (mounted)
+      await timed("umount", [join(work, "mnt")]).catch(() => timed("umount", ["-l", join(work, "mnt")]));
+    await timed("losetup", ["-d", loop]).catch(() => {});
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+const results = [];
+for (const t of values.trackers!.split(",")) results.push(await runOne(t));
+if (values.json) console.log(JSON.stringify({ bench: "continuous", results }));
+else {
+  for (const r of results) {
+    console.log(`${r.tracker} tracker, ${r.blockSize}-byte blocks (${r.trackerReason})`);
+    console.log(`  fio random writes ${r.writeMBps} MB/s for ${r.seconds} s; ${r.markers} markers`);
+    console.log(
+      `  lag p50 ${r.lagP50Ms} ms, p99 ${r.lagP99Ms} ms, max ${r.lagMaxMs} ms   (target P3: p99 ≤ 1000 ms with eBPF)`,
+    );
+    console.log(
+      `  agent CPU ${r.agentCpuCoresUnderLoad} cores under load, ${r.agentCpuCoresIdle} idle; peak RSS ${r.agentPeakRssMiB} MiB   (target P6: ≤ 1 core, ≤ 256 MiB, < 0.02 idle)`,
+    );
+  }
+}
