@@ -110,6 +110,8 @@ export class FramedConnection {
     const tick = Math.max(50, Math.min(opts.intervalMs, opts.idleTimeoutMs) / 4);
     this.timer = setInterval(() => {
       const now = Date.now();
+      // While we hold reading back (our own back-pressure), the peer's silence is ours: not a dead path.
+      if (this.stream.isPaused()) this.lastReceived = now;
       if (now - this.lastReceived > opts.idleTimeoutMs) {
         this.fail(
           new FerryError(
