@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError } from "../lib/errors.ts";
+import type { Membership } from "../replicator/join.ts";
 import { createLogger } from "../lib/log.ts";
 import { formatBytes } from "../lib/units.ts";
 import { type CliContext, writeJson, writeLine } from "./context.ts";
@@ -33,10 +34,27 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
     .option("--cert-name <name...>", "extra DNS names or IPs for the created certificate")
     .option("--heartbeat-ms <ms>", "heartbeat interval", "5000")
     .option("--idle-timeout-ms <ms>", "close a connection silent for this long", "20000")
+    .option(
+      "--join <url>",
+      "join this control plane (https://host:port): register, heartbeat, accept only agents it certified",
+    )
+    .option("--access-key-id <id>", "replicator-scoped access key for --join (or AWS_ACCESS_KEY_ID)")
+    .option("--secret-access-key <secret>", "its secret (or AWS_SECRET_ACCESS_KEY)")
+    .option("--region <region>", "the control plane's region", ctx.env.AWS_REGION ?? "us-east-1")
+    .option("--ca-file <file>", "the control plane's CA (PEM)")
+    .option("--ca-fingerprint <sha256>", "pin the control plane's CA by fingerprint instead of --ca-file")
+    .option("--name <name>", "this replicator's name in the control plane (default: the host name)")
+    .option(
+      "--private-address <host:port>",
+      "address agents use with dataPlaneRouting PRIVATE_IP (default: --listen)",
+    )
+    .option("--public-address <host:port>", "address agents use with dataPlaneRouting PUBLIC_IP")
+    .option("--pool <subnet-id>", "serve only source servers with this stagingAreaSubnetId", "")
     .option("--json", "print one JSON line with the address, fingerprint and token once listening")
     .action(async (opts: Record<string, string | string[] | boolean | undefined>) => {
       const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
-      const { startReplicator, tokenAuthorizer } = await import("../replicator/server.ts");
+      const { startReplicator, tokenAuthorizer, certificateAuthorizer } =
+        await import("../replicator/server.ts");
       const listen = parseHostPort(String(opts.listen), 1500);
       if (Boolean(opts.cert) !== Boolean(opts.key))
         throw new FerryError("USAGE", "--cert and --key go together");
@@ -54,13 +72,64 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
         host: listen.host,
         port: listen.port,
         tls: id,
-        authorize: tokenAuthorizer(id.token),
+        // Joined: agents prove who they are with certificates from the control plane; else the pairing token.
+        authorize: opts.join ? certificateAuthorizer() : tokenAuthorizer(id.token),
+        requireClientCertificates: Boolean(opts.join),
         heartbeatIntervalMs: Number(opts.heartbeatMs),
         idleTimeoutMs: Number(opts.idleTimeoutMs),
         log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
       });
+      let membership: Membership | undefined;
+      if (opts.join) {
+        const { joinControlPlane } = await import("../replicator/join.ts");
+        const { readFile } = await import("node:fs/promises");
+        const { hostname } = await import("node:os");
+        const accessKeyId = String(opts.accessKeyId ?? ctx.env.AWS_ACCESS_KEY_ID ?? "");
+        const secretAccessKey = String(opts.secretAccessKey ?? ctx.env.AWS_SECRET_ACCESS_KEY ?? "");
+        if (!accessKeyId || !secretAccessKey) {
+          await rep.close();
+          throw new FerryError(
+            "USAGE",
+            "--join needs a replicator access key: --access-key-id and --secret-access-key",
+          );
+        }
+        const privateAddress = opts.privateAddress
+          ? String(opts.privateAddress)
+          : listen.host === "0.0.0.0" || listen.host === "::"
+            ? undefined
+            : `${listen.host}:${rep.port}`;
+        if (!privateAddress) {
+          await rep.close();
+          throw new FerryError(
+            "USAGE",
+            "listening on every address: say which one agents use with --private-address HOST:PORT",
+          );
+        }
+        try {
+          membership = await joinControlPlane({
+            endpoint: String(opts.join),
+            region: String(opts.region),
+            credentials: { accessKeyId, secretAccessKey },
+            ...(opts.caFile ? { caPem: await readFile(String(opts.caFile), "utf8") } : {}),
+            ...(opts.caFingerprint ? { caFingerprint: String(opts.caFingerprint) } : {}),
+            registration: {
+              name: String(opts.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, "-"),
+              privateAddress,
+              ...(opts.publicAddress ? { publicAddress: String(opts.publicAddress) } : {}),
+              certFingerprint: id.fingerprint,
+              stagingAreaSubnetId: String(opts.pool ?? ""),
+            },
+            log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
+          });
+        } catch (err) {
+          await rep.close();
+          throw err;
+        }
+        rep.setClientCa(membership.clientCaPem);
+      }
       if (opts.json) {
         writeJson(ctx.stdout, {
+          ...(membership ? { replicatorId: membership.replicatorId } : {}),
           listen: `${rep.host}:${rep.port}`,
           host: rep.host,
           port: rep.port,
@@ -74,13 +143,15 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
           ctx.stdout,
           `certificate fingerprint (give agents --replicator-fingerprint): ${id.fingerprint}`,
         );
-        writeLine(ctx.stdout, `pairing token (give agents --token): ${id.token}`);
+        if (membership) writeLine(ctx.stdout, `joined ${String(opts.join)} as ${membership.replicatorId}`);
+        else writeLine(ctx.stdout, `pairing token (give agents --token): ${id.token}`);
         writeLine(ctx.stdout, `data directory: ${dataDir}`);
       }
       await new Promise<void>((resolve) => {
         if (ctx.signal.aborted) resolve();
         ctx.signal.addEventListener("abort", () => resolve());
       });
+      membership?.stop();
       await rep.close();
     });
 

@@ -16,6 +16,8 @@ import { defaultHome } from "./paths.ts";
 interface Credentials {
   accessKeyId: string;
   secretAccessKey: string;
+  /** The local replicator's own key (scope replicator). */
+  replicator?: { accessKeyId: string; secretAccessKey: string };
 }
 
 export function registerUp(program: Command, ctx: CliContext): void {
@@ -43,7 +45,8 @@ export function registerUp(program: Command, ctx: CliContext): void {
     .action(async (opts: Record<string, string | string[] | boolean | undefined>) => {
       const { startServer } = await import("../control/index.ts");
       const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
-      const { startReplicator, tokenAuthorizer } = await import("../replicator/server.ts");
+      const { startReplicator, certificateAuthorizer } = await import("../replicator/server.ts");
+      const { joinControlPlane } = await import("../replicator/join.ts");
       const { createLogger } = await import("../lib/log.ts");
       const dataDir = String(opts.dataDir);
       const listen = parseHostPort(String(opts.listen), 8443);
@@ -60,17 +63,8 @@ export function registerUp(program: Command, ctx: CliContext): void {
         logger: log.child({ component: "server" }),
       });
       let replicator: Awaited<ReturnType<typeof startReplicator>> | undefined;
+      let membership: Awaited<ReturnType<typeof joinControlPlane>> | undefined;
       try {
-        const repDir = join(dataDir, "replicator");
-        const id = await loadOrCreateIdentity(repDir, { altNames: [repListen.host, ...names] });
-        replicator = await startReplicator({
-          dataDir: repDir,
-          host: repListen.host,
-          port: repListen.port,
-          tls: id,
-          authorize: tokenAuthorizer(id.token),
-          log: log.child({ component: "replicator" }),
-        });
         const credFile = join(dataDir, "credentials.json");
         let creds: Credentials | undefined;
         let created = false;
@@ -85,9 +79,48 @@ export function registerUp(program: Command, ctx: CliContext): void {
         if (!creds) {
           const k = await server.controlPlane.accessKeys.create("operator", "created by ferry up");
           creds = { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey };
-          await writeFile(credFile, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
           created = true;
         }
+        const keys = await server.controlPlane.accessKeys.list();
+        if (!creds.replicator || !keys.some((k) => k.accessKeyId === creds!.replicator!.accessKeyId)) {
+          const k = await server.controlPlane.accessKeys.create(
+            "replicator",
+            "the local replicator of ferry up",
+          );
+          creds.replicator = { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey };
+          created = true;
+        }
+        if (created) await writeFile(credFile, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+
+        // The local provisioner: one replicator in this process, joined to the control plane
+        // like any replicator host (so agents get its address, fingerprint and CA-bound trust).
+        const repDir = join(dataDir, "replicator");
+        const id = await loadOrCreateIdentity(repDir, { altNames: [repListen.host, ...names] });
+        replicator = await startReplicator({
+          dataDir: repDir,
+          host: repListen.host,
+          port: repListen.port,
+          tls: id,
+          authorize: certificateAuthorizer(),
+          requireClientCertificates: true,
+          log: log.child({ component: "replicator" }),
+        });
+        const { readFile: read } = await import("node:fs/promises");
+        const advertised = repListen.host === "0.0.0.0" ? "127.0.0.1" : repListen.host;
+        membership = await joinControlPlane({
+          endpoint: server.url,
+          region: String(opts.region),
+          credentials: creds.replicator,
+          caPem: await read(server.caFile, "utf8"),
+          registration: {
+            name: "local",
+            privateAddress: `${advertised}:${replicator.port}`,
+            certFingerprint: id.fingerprint,
+            stagingAreaSubnetId: "",
+          },
+          log: log.child({ component: "replicator" }),
+        });
+        replicator.setClientCa(membership.clientCaPem);
         const info = {
           endpoint: server.url,
           region: String(opts.region),
@@ -97,7 +130,7 @@ export function registerUp(program: Command, ctx: CliContext): void {
           secretAccessKey: creds.secretAccessKey,
           replicator: `${replicator.host}:${replicator.port}`,
           replicatorFingerprint: id.fingerprint,
-          replicatorToken: id.token,
+          replicatorId: membership.replicatorId,
           dataDir,
         };
         if (opts.json) writeJson(ctx.stdout, info);
@@ -130,6 +163,7 @@ export function registerUp(program: Command, ctx: CliContext): void {
           ctx.signal.addEventListener("abort", () => resolve());
         });
       } finally {
+        membership?.stop();
         await replicator?.close();
         await server.close();
       }

@@ -14,6 +14,11 @@ import type { ReplicationConfiguration } from "./mgn-shapes.gen.ts";
 
 export const REPLICATOR_REGISTER_PATH = "/ferry/replicator/register";
 
+/** The CN of a source server's data-plane client certificate: what replicators check against HELLO. */
+export function sourceServerCommonName(sourceServerId: string): string {
+  return `source-server:${sourceServerId}`;
+}
+
 const HostPort = z
   .string()
   .max(300)

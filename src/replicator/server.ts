@@ -8,6 +8,7 @@ import { mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { createServer, type TLSSocket } from "node:tls";
 import { FerryError } from "../lib/errors.ts";
+import { sourceServerCommonName } from "../model/replicator.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { FramedConnection, type HelloFrame } from "../wire/index.ts";
 import {
@@ -31,6 +32,8 @@ export interface ReplicatorOptions {
    * then checks that the certificate belongs to the source server named in HELLO.
    */
   clientCa?: string;
+  /** Require client certificates even before a CA is known (`setClientCa` later, after joining). */
+  requireClientCertificates?: boolean;
   /** Who may replicate; see `tokenAuthorizer` and `certificateAuthorizer`. */
   authorize: Authorize;
   /** @default 5000 */
@@ -56,13 +59,12 @@ export interface Replicator {
   port: number;
   /** Number of live sessions. */
   sessionCount(): number;
+  /** Sets (or replaces) the CA of accepted client certificates. */
+  setClientCa(pem: string): void;
   close(): Promise<void>;
 }
 
-/** The name a source server's client certificate carries (issued by the control plane). */
-export function sourceServerCommonName(sourceServerId: string): string {
-  return `source-server:${sourceServerId}`;
-}
+export { sourceServerCommonName };
 
 /**
  * Per-server credentials: the agent's certificate (already verified against
@@ -137,18 +139,21 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
   };
 
+  const mtls = Boolean(options.clientCa) || Boolean(options.requireClientCertificates);
   const server = createServer({
     cert: options.tls.certPem,
     key: options.tls.keyPem,
     minVersion: "TLSv1.3",
     handshakeTimeout: limits.helloTimeoutMs,
-    ...(options.clientCa ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+    ...(mtls
+      ? { requestCert: true, rejectUnauthorized: true, ...(options.clientCa ? { ca: options.clientCa } : {}) }
+      : {}),
   });
   server.maxConnections = options.maxConnections ?? 256;
   server.on("secureConnection", (socket: TLSSocket) => {
     socket.setNoDelay(true);
     const conn = new FramedConnection(socket, { maxFrameLength: limits.maxDataLength + 64 * 1024 });
-    const certificate = options.clientCa ? socket.getPeerX509Certificate() : undefined;
+    const certificate = mtls ? socket.getPeerX509Certificate() : undefined;
     const session = new Session(conn, host, {
       ...(certificate ? { certificate } : {}),
       ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
@@ -180,6 +185,9 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     host: addr.address,
     port: addr.port,
     sessionCount: () => sessions.size,
+    setClientCa(pem: string) {
+      server.setSecureContext({ cert: options.tls.certPem, key: options.tls.keyPem, ca: pem });
+    },
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -24,7 +24,7 @@ import {
 import { isoDateTime } from "../../model/duration.ts";
 import { accessDenied, notFound, validationError } from "../../model/api-errors.ts";
 import { signCsr } from "../../lib/pki.ts";
-import { sourceServerCommonName } from "../auth/data-plane-ca.ts";
+import { sourceServerCommonName } from "../../model/replicator.ts";
 import { assignReplicator } from "./replicators.ts";
 import type { z } from "zod";
 

@@ -22,8 +22,3 @@ export async function loadOrCreateDataPlaneCa(dataDir: string): Promise<KeyAndCe
   const certPem = readFileSync(certFile, "utf8");
   return { certPem, keyPem: readFileSync(keyFile, "utf8"), fingerprint: fingerprintOf(certPem) };
 }
-
-/** The CN a source server's data-plane certificate carries (what replicators check). */
-export function sourceServerCommonName(sourceServerId: string): string {
-  return `source-server:${sourceServerId}`;
-}
