@@ -9,6 +9,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { FerryError, systemErrorCode } from "../lib/errors.ts";
+import { createCsr } from "../lib/pki.ts";
 import { parseResolve } from "../lib/static-resolve.ts";
 import { createControlClient, type AwsCredentials } from "./control-client.ts";
 import { chooseDisks, listDisks, type BlockDisk } from "./disks.ts";
@@ -50,6 +51,10 @@ export const AgentConfig = z.object({
   resolve: z.array(z.string()),
   disks: z.array(z.object({ deviceName: z.string(), bytes: z.number() })),
   reportIntervalSeconds: z.number(),
+  /** The data-plane client identity issued at registration (key kept 0600), for replicators. */
+  dataPlane: z.object({ keyFile: z.string(), certFile: z.string(), caFile: z.string() }).optional(),
+  /** The replicator the control plane assigned, as it answered (absent until one fits). */
+  replicator: z.unknown().optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
@@ -84,9 +89,13 @@ export async function installAgent(o: AgentInstallOptions): Promise<AgentInstall
     caFingerprint: o.caFingerprint,
     hosts,
   });
+  // The data-plane key never leaves the source: the control plane signs its
+  // request into a client certificate bound to the source server.
+  const { csrPem, keyPem } = await createCsr(`ferry-agent ${identity}`);
   try {
     const answer = await client.register({
       identity,
+      csr: csrPem,
       ...(o.userProvidedId ? { userProvidedID: o.userProvidedId } : {}),
       ...(o.tags && Object.keys(o.tags).length ? { tags: o.tags } : {}),
       startReplication: o.startReplication ?? true,
@@ -99,6 +108,17 @@ export async function installAgent(o: AgentInstallOptions): Promise<AgentInstall
       caFile = join(o.stateDir, "ca.pem");
       await writeFile(caFile, caPem);
     }
+    let dataPlane: AgentConfig["dataPlane"];
+    if (answer.dataPlaneCertificate) {
+      dataPlane = {
+        keyFile: join(o.stateDir, "data-plane-key.pem"),
+        certFile: join(o.stateDir, "data-plane-cert.pem"),
+        caFile: join(o.stateDir, "data-plane-ca.pem"),
+      };
+      await writeFile(dataPlane.keyFile, keyPem, { mode: 0o600 });
+      await writeFile(dataPlane.certFile, answer.dataPlaneCertificate.certificatePem);
+      await writeFile(dataPlane.caFile, answer.dataPlaneCertificate.caCertificatePem);
+    }
     const config: AgentConfig = {
       endpoint: o.endpoint,
       region: o.region,
@@ -109,6 +129,8 @@ export async function installAgent(o: AgentInstallOptions): Promise<AgentInstall
       resolve: o.resolve ?? [],
       disks,
       reportIntervalSeconds: answer.reportIntervalSeconds,
+      ...(dataPlane ? { dataPlane } : {}),
+      ...(answer.replicator !== undefined ? { replicator: answer.replicator } : {}),
     };
     const configFile = join(o.stateDir, "agent.json");
     await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });

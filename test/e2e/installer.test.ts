@@ -10,7 +10,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { copyFile, mkdir, readFile, writeFile, readdir } from "node:fs/promises";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { copyFile, mkdir, readFile, writeFile, readdir, stat } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { Agent } from "node:https";
 import { createRequire } from "node:module";
@@ -288,8 +289,16 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.ok(disks.includes(image), `the chosen image is not among the disks: ${disks.join(", ")}`);
     const config = JSON.parse(await readFile(join(installDir, "state", "agent.json"), "utf8")) as {
       sourceServerID: string;
+      dataPlane?: { keyFile: string; certFile: string; caFile: string };
     };
     assert.equal(config.sourceServerID, id);
+    // The data-plane identity: a key made on the source, certified for this server only.
+    assert.ok(config.dataPlane, "no data-plane certificate was issued");
+    const cert = new X509Certificate(await readFile(config.dataPlane.certFile));
+    assert.match(cert.subject, new RegExp(`CN=.*${id}`), "the certificate is not bound to this server");
+    assert.ok(cert.checkPrivateKey(createPrivateKey(await readFile(config.dataPlane.keyFile))));
+    assert.ok(cert.verify(new X509Certificate(await readFile(config.dataPlane.caFile)).publicKey));
+    assert.equal((await stat(config.dataPlane.keyFile)).mode & 0o777, 0o600);
   });
 
   test("path style with a pinned CA: the same machine registers again as the same server", async () => {
