@@ -68,8 +68,11 @@ describe("replicator client certificates", () => {
       commonName: sourceServerCommonName(A),
       usages: ["client"],
     });
-    for (const attempt of [sync(A, forged), sync(A)]) {
-      await assert.rejects(attempt, (e: unknown) => e instanceof FerryError && /certificate/.test(e.message));
+    for (const attempt of [() => sync(A, forged), () => sync(A)]) {
+      await assert.rejects(
+        attempt(),
+        (e: unknown) => e instanceof FerryError && /certificate/.test(e.message),
+      );
     }
   });
 });
