@@ -5,7 +5,7 @@
  * service needs (endpoint, per-server credentials, trusted CA, `--resolve`
  * pairs, disks) in its state directory, readable by root only.
  */
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { FerryError, systemErrorCode } from "../lib/errors.ts";
@@ -103,6 +103,8 @@ export async function installAgent(o: AgentInstallOptions): Promise<AgentInstall
     });
     const caPem = await client.trustedCaPem();
     await mkdir(o.stateDir, { recursive: true, mode: 0o700 });
+    // identity.ts may have created it with the default mode: credentials live here.
+    await chmod(o.stateDir, 0o700);
     let caFile: string | undefined;
     if (caPem) {
       caFile = join(o.stateDir, "ca.pem");

@@ -299,6 +299,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.ok(cert.checkPrivateKey(createPrivateKey(await readFile(config.dataPlane.keyFile))));
     assert.ok(cert.verify(new X509Certificate(await readFile(config.dataPlane.caFile)).publicKey));
     assert.equal((await stat(config.dataPlane.keyFile)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(installDir, "state"))).mode & 0o777, 0o700);
   });
 
   test("path style with a pinned CA: the same machine registers again as the same server", async () => {
