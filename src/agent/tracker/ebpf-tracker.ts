@@ -161,7 +161,12 @@ export class EbpfTracker implements ChangeTracker {
       this.state = "running";
     } catch (err) {
       this.state = "stopped";
+      clearInterval(this.persistTimer);
+      clearInterval(this.watchdog);
+      clearInterval(this.reconcileTimer);
       await this.tracer?.stop(1000);
+      await this.probe?.source.close();
+      this.probe = undefined;
       throw err;
     }
   }
