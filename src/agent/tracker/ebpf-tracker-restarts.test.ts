@@ -175,12 +175,17 @@ test(
         child.on("exit", (c) => reject(new Error(`agent exited early with ${c}`)));
       });
       child.kill("SIGKILL");
-      // The orphaned bpftrace would die at its next write to the closed pipe; do not wait for one.
-      try {
-        process.kill(tracerPid, "SIGKILL");
-      } catch {
-        // already gone
-      }
+      // The orphaned bpftrace dies at its next write to the closed pipe: within a second (its tick).
+      const alive = () => {
+        try {
+          process.kill(tracerPid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      scratch.defer(async () => alive() && process.kill(tracerPid, "SIGKILL"));
+      await waitFor("the orphaned tracer to exit", () => !alive(), 5000);
 
       const next = new EbpfTracker({ devicePath: dev, stateDir });
       scratch.defer(() => next.stop());
