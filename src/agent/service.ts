@@ -15,6 +15,7 @@ import { parseResolve } from "../lib/static-resolve.ts";
 import type { Logger } from "../lib/log.ts";
 import { createControlClient, type ReportAnswer } from "./control-client.ts";
 import type { AgentConfig } from "./install.ts";
+import { ReplicationDriver } from "./replication-driver.ts";
 
 export const UNIT_NAME = "ferry-agent.service";
 
@@ -75,6 +76,10 @@ export async function installService(unitDir: string, installDir: string, stateD
 
 export interface RunAgentOptions {
   config: AgentConfig;
+  /** Where replication keeps its state (generations, change tracking). Without it, the agent only reports. */
+  stateDir?: string;
+  /** Change tracking tier. @default "auto" */
+  tracker?: "auto" | "ebpf" | "scan";
   signal: AbortSignal;
   log: Logger;
   /** Called after every report (tests, progress). */
@@ -82,9 +87,11 @@ export interface RunAgentOptions {
 }
 
 /**
- * Reports until aborted or disconnected by the operator. A failed report is
- * logged and retried at the next interval (the control plane shows the server
- * as not seen when they keep failing).
+ * Reports until aborted or disconnected by the operator, and replicates the
+ * disks to the replicator the control plane assigns (when the agent holds a
+ * data-plane certificate). A failed report is logged and retried at the next
+ * interval (the control plane shows the server as not seen when they keep
+ * failing).
  */
 export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconnected"> {
   const { config } = o;
@@ -96,13 +103,25 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
     hosts: parseResolve(config.resolve),
   });
   let interval = config.reportIntervalSeconds;
+  const driver =
+    config.dataPlane && o.stateDir
+      ? new ReplicationDriver({
+          sourceServerID: config.sourceServerID,
+          disks: config.disks,
+          stateDir: o.stateDir,
+          clientCertificate: {
+            certPem: await readFile(config.dataPlane.certFile, "utf8"),
+            keyPem: await readFile(config.dataPlane.keyFile, "utf8"),
+          },
+          ...(o.tracker ? { tracker: o.tracker } : {}),
+          log: o.log,
+        })
+      : undefined;
   try {
     while (!o.signal.aborted) {
       try {
-        const answer = await client.report({
-          sourceServerID: config.sourceServerID,
-          // Replicator assignment is not served yet: the agent stays initiating.
-          dataReplicationState: "INITIATING",
+        const fields = driver?.reportFields() ?? {
+          dataReplicationState: "INITIATING" as const,
           replicatedDisks: config.disks.map((d) => ({
             deviceName: d.deviceName,
             totalStorageBytes: d.bytes,
@@ -110,9 +129,14 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
             rescannedStorageBytes: 0,
             backloggedStorageBytes: 0,
           })),
-        });
+        };
+        const answer = await client.report({
+          sourceServerID: config.sourceServerID,
+          ...fields,
+        } as Parameters<typeof client.report>[0]);
         o.onReport?.(answer);
         interval = answer.reportIntervalSeconds;
+        await driver?.apply(answer as Parameters<ReplicationDriver["apply"]>[0]);
         if (answer.desiredReplicationState === "DISCONNECTED") {
           o.log.info("disconnected from service by the operator: stopping", {
             sourceServerID: config.sourceServerID,
@@ -128,6 +152,7 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
     }
     return "aborted";
   } finally {
+    await driver?.close();
     client.close();
   }
 }

@@ -155,6 +155,8 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
         userProvidedId: opts.userProvidedId ? String(opts.userProvidedId) : undefined,
         startReplication: opts.replication !== false,
         machineIdFile: ctx.env.FERRY_MACHINE_ID_FILE,
+        // Where disks are discovered (/sys, /proc): tests point it at a fake root.
+        sysRoot: ctx.env.FERRY_SYS_ROOT,
       });
       const foreground = Boolean(opts.foreground);
       let service: "systemd" | "foreground" | "none" = "none";
@@ -181,22 +183,32 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
       }
       if (foreground) {
         const log = createLogger({ stream: ctx.stderr, fields: { component: "agent" } });
-        await runAgent({ config: await loadAgentConfig(stateDir), signal: ctx.signal, log });
+        await runAgent({ config: await loadAgentConfig(stateDir), stateDir, signal: ctx.signal, log });
       }
     });
 
   agent
     .command("run")
     .description(
-      "the installed agent: report to the control plane until disconnected (what the service runs)",
+      "the installed agent: replicate to the assigned replicator and report to the control plane until disconnected (what the service runs)",
     )
     .option("--state-dir <dir>", "agent state written by `ferry agent install`", join(PACKAGE_ROOT, "state"))
-    .action(async (opts: { stateDir: string }) => {
+    .option("--tracker <tier>", "change tracking: auto | ebpf | scan", "auto")
+    .action(async (opts: { stateDir: string; tracker: string }) => {
       const { loadAgentConfig } = await import("../agent/install.ts");
       const { runAgent } = await import("../agent/service.ts");
       const log = createLogger({ stream: ctx.stderr, fields: { component: "agent" } });
       const config = await loadAgentConfig(resolvePath(opts.stateDir));
       log.info("agent running", { sourceServerID: config.sourceServerID, endpoint: config.endpoint });
-      await runAgent({ config, signal: ctx.signal, log });
+      if (!["auto", "ebpf", "scan"].includes(opts.tracker)) {
+        throw new FerryError("USAGE", `--tracker must be auto, ebpf or scan, not "${opts.tracker}"`);
+      }
+      await runAgent({
+        config,
+        stateDir: resolvePath(opts.stateDir),
+        tracker: opts.tracker as "auto",
+        signal: ctx.signal,
+        log,
+      });
     });
 }
