@@ -23,9 +23,22 @@ function capture(): { ctx: CliContext; out: () => string; err: () => string } {
   };
 }
 
-test("ferry demo --json replicates a real ext4 disk and reports it identical", async () => {
+test("ferry demo --json: up, install, register, replicate to CONTINUOUS, identical", async () => {
   const c = capture();
-  const code = await main(["demo", "--json", "--size", "48M"], c.ctx);
+  const code = await main(["demo", "--json", "--size", "32M"], c.ctx);
+  assert.equal(code, 0, c.err());
+  const summary = JSON.parse(c.out()) as Record<string, unknown>;
+  assert.equal(summary.identical, true);
+  assert.equal(summary.bytes, 32 * 1024 * 1024);
+  assert.equal(typeof summary.seconds, "number");
+  assert.match(String(summary.sourceServerId), /^s-[0-9a-zA-Z]{17}$/);
+  assert.equal(summary.dataReplicationState, "CONTINUOUS");
+  assert.equal(summary.lifeCycleState, "READY_FOR_TEST");
+});
+
+test("ferry demo --data-path --json replicates a real ext4 disk and reports it identical", async () => {
+  const c = capture();
+  const code = await main(["demo", "--data-path", "--json", "--size", "48M"], c.ctx);
   assert.equal(code, 0, c.err());
   const summary = JSON.parse(c.out()) as Record<string, unknown>;
   assert.equal(summary.identical, true);

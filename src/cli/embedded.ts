@@ -1,0 +1,153 @@
+/**
+ * The embedded default, as a function: the control plane and one local
+ * replicator that joins it (the `local` provisioner). Used by `ferry up` and
+ * `ferry demo`. The first start creates the CA, the certificates, an operator
+ * key and the replicator's key, kept in the data directory (secrets in
+ * `credentials.json`, mode 0600).
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { systemErrorCode } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ControlPlane } from "../control/index.ts";
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  listen: { host: string; port: number };
+  replicatorListen: { host: string; port: number };
+  region: string;
+  databaseUrl?: string;
+  certNames?: string[];
+  /** How often agents report. @default 10 */
+  reportIntervalSeconds?: number;
+  log: Logger;
+}
+
+export interface Embedded {
+  endpoint: string;
+  region: string;
+  caFile: string;
+  caFingerprint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** True when this start created the operator key. */
+  createdKey: boolean;
+  credentialsFile: string;
+  replicator: string;
+  replicatorFingerprint: string;
+  replicatorId: string;
+  /** Where the local replicator keeps staging volumes. */
+  replicatorDataDir: string;
+  /** The control plane in this process (for access keys and the like). */
+  controlPlane: ControlPlane;
+  close(): Promise<void>;
+}
+
+interface Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** The local replicator's own key (scope replicator). */
+  replicator?: { accessKeyId: string; secretAccessKey: string };
+}
+
+export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
+  const { startServer } = await import("../control/index.ts");
+  const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
+  const { startReplicator, certificateAuthorizer } = await import("../replicator/server.ts");
+  const { joinControlPlane } = await import("../replicator/join.ts");
+  const names = o.certNames ?? [];
+  const server = await startServer({
+    dataDir: join(o.dataDir, "server"),
+    host: o.listen.host,
+    port: o.listen.port,
+    region: o.region,
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
+    ...(o.reportIntervalSeconds ? { reportIntervalSeconds: o.reportIntervalSeconds } : {}),
+    certNames: [...new Set(["localhost", "127.0.0.1", o.listen.host, ...names])],
+    logger: o.log.child({ component: "server" }),
+  });
+  let replicator: Awaited<ReturnType<typeof startReplicator>> | undefined;
+  let membership: Awaited<ReturnType<typeof joinControlPlane>> | undefined;
+  try {
+    const credentialsFile = join(o.dataDir, "credentials.json");
+    let creds: Credentials | undefined;
+    let created = false;
+    let createdKey = false;
+    try {
+      creds = JSON.parse(await readFile(credentialsFile, "utf8")) as Credentials;
+    } catch (err) {
+      if (systemErrorCode(err) !== "ENOENT") throw err;
+    }
+    // Keys may have been deleted with `ferry access-key delete`: make new ones then.
+    const keys = await server.controlPlane.accessKeys.list();
+    if (!creds || !keys.some((k) => k.accessKeyId === creds!.accessKeyId)) {
+      const k = await server.controlPlane.accessKeys.create("operator", "created by ferry up");
+      creds = { ...creds, accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey };
+      created = createdKey = true;
+    }
+    if (!creds.replicator || !keys.some((k) => k.accessKeyId === creds!.replicator!.accessKeyId)) {
+      const k = await server.controlPlane.accessKeys.create("replicator", "the local replicator of ferry up");
+      creds.replicator = { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey };
+      created = true;
+    }
+    if (created) await writeFile(credentialsFile, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+
+    // The local replicator joins the control plane like any replicator host, so agents get
+    // its address and fingerprint from their assignment and it trusts only certified agents.
+    const replicatorDataDir = join(o.dataDir, "replicator");
+    const id = await loadOrCreateIdentity(replicatorDataDir, {
+      altNames: [o.replicatorListen.host, ...names],
+    });
+    replicator = await startReplicator({
+      dataDir: replicatorDataDir,
+      host: o.replicatorListen.host,
+      port: o.replicatorListen.port,
+      tls: id,
+      authorize: certificateAuthorizer(),
+      requireClientCertificates: true,
+      log: o.log.child({ component: "replicator" }),
+    });
+    const advertised = o.replicatorListen.host === "0.0.0.0" ? "127.0.0.1" : o.replicatorListen.host;
+    membership = await joinControlPlane({
+      endpoint: server.url,
+      region: o.region,
+      credentials: creds.replicator,
+      caPem: await readFile(server.caFile, "utf8"),
+      registration: {
+        name: "local",
+        privateAddress: `${advertised}:${replicator.port}`,
+        certFingerprint: id.fingerprint,
+        stagingAreaSubnetId: "",
+      },
+      log: o.log.child({ component: "replicator" }),
+    });
+    replicator.setClientCa(membership.clientCaPem);
+    const rep = replicator;
+    const member = membership;
+    return {
+      endpoint: server.url,
+      region: o.region,
+      caFile: server.caFile,
+      caFingerprint: server.caFingerprint,
+      accessKeyId: creds.accessKeyId,
+      secretAccessKey: creds.secretAccessKey,
+      createdKey,
+      credentialsFile,
+      replicator: `${rep.host}:${rep.port}`,
+      replicatorFingerprint: id.fingerprint,
+      replicatorId: member.replicatorId,
+      replicatorDataDir,
+      controlPlane: server.controlPlane,
+      async close() {
+        member.stop();
+        await rep.close();
+        await server.close();
+      },
+    };
+  } catch (err) {
+    membership?.stop();
+    await replicator?.close();
+    await server.close();
+    throw err;
+  }
+}
