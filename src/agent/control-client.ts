@@ -7,10 +7,6 @@
  * connection, so the host name is still checked); `--resolve` pairs answer
  * name lookups.
  */
-import { createHash, createHmac, X509Certificate } from "node:crypto";
-import { request as httpsRequest, Agent } from "node:https";
-import { connect as tlsConnect, type PeerCertificate } from "node:tls";
-import { SignatureV4 } from "@smithy/signature-v4";
 import { z } from "zod";
 import {
   AGENT_REGISTER_PATH,
@@ -20,9 +16,8 @@ import {
   type AgentRegisterRequest,
   type AgentReportRequest,
 } from "../model/agent-api.ts";
-import { FerryError, systemErrorCode } from "../lib/errors.ts";
-import { normalizeFingerprint } from "../lib/pki.ts";
-import { staticLookup, type StaticHosts } from "../lib/static-resolve.ts";
+import { createSignedClient } from "../lib/signed-client.ts";
+import type { StaticHosts } from "../lib/static-resolve.ts";
 
 export interface AwsCredentials {
   accessKeyId: string;
@@ -73,220 +68,16 @@ export interface ControlClient {
   close(): void;
 }
 
-/** node:crypto behind the interface the SigV4 signer expects of a hash. */
-class NodeSha256 {
-  #h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#h = secret === undefined ? createHash("sha256") : createHmac("sha256", toBuffer(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.#h.update(toBuffer(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#h.digest()));
-  }
-}
-
-function toBuffer(data: string | ArrayBuffer | ArrayBufferView): Buffer {
-  if (typeof data === "string") return Buffer.from(data, "utf8");
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
-}
-
-function derToPem(der: Buffer): string {
-  const b64 = der
-    .toString("base64")
-    .match(/.{1,64}/g)!
-    .join("\n");
-  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
-}
-
-/**
- * Connects once without verification, walks the presented chain and returns
- * the certificate whose fingerprint is `pin` (then used as the trusted CA).
- */
-export async function fetchPinnedCa(
-  url: URL,
-  pin: string,
-  hosts: StaticHosts | undefined,
-  timeoutMs: number,
-): Promise<string> {
-  const want = normalizeFingerprint(pin);
-  const chain = await new Promise<PeerCertificate[]>((resolve, reject) => {
-    const socket = tlsConnect({
-      host: url.hostname.replace(/^\[|\]$/g, ""),
-      port: Number(url.port || 443),
-      servername: /^[\d.]+$|:/.test(url.hostname) ? undefined : url.hostname,
-      rejectUnauthorized: false,
-      ...(hosts ? { lookup: staticLookup(hosts) } : {}),
-      timeout: timeoutMs,
-    });
-    socket.once("secureConnect", () => {
-      const certs: PeerCertificate[] = [];
-      let cert = socket.getPeerCertificate(true) as PeerCertificate & { issuerCertificate?: PeerCertificate };
-      const seen = new Set<string>();
-      while (cert?.raw && !seen.has(cert.fingerprint256) && certs.length < 10) {
-        seen.add(cert.fingerprint256);
-        certs.push(cert);
-        cert = (cert as { issuerCertificate?: PeerCertificate }).issuerCertificate as typeof cert;
-      }
-      socket.destroy();
-      resolve(certs);
-    });
-    socket.once("timeout", () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
-    socket.once("error", reject);
-  }).catch((err: unknown) => {
-    throw connectError(url, err);
-  });
-  const match = chain.find((c) => c.fingerprint256 === want);
-  if (!match) {
-    throw new FerryError(
-      "CA_FINGERPRINT_MISMATCH",
-      `the control plane at ${url.origin} presented no certificate with the pinned CA fingerprint ${want} ` +
-        `(it presented ${chain.map((c) => c.fingerprint256).join(", ") || "none"}): check --ca-fingerprint against the one \`ferry server\` prints, or pass --ca-file`,
-      { details: { endpoint: url.origin, pinned: want } },
-    );
-  }
-  const pem = derToPem(match.raw);
-  if (!new X509Certificate(pem).ca) {
-    throw new FerryError(
-      "CA_FINGERPRINT_NOT_CA",
-      `the pinned certificate ${want} at ${url.origin} is not a CA certificate: pin the CA's fingerprint, not the server's`,
-    );
-  }
-  return pem;
-}
-
-function connectError(url: URL, err: unknown): FerryError {
-  if (err instanceof FerryError) return err;
-  const code = systemErrorCode(err) ?? "";
-  const text = err instanceof Error ? err.message : String(err);
-  if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|HOSTNAME|ALTNAME/.test(code)) {
-    return new FerryError(
-      "CONTROL_PLANE_TLS",
-      `the control plane's certificate at ${url.origin} is not trusted (${code}: ${text}): pass the CA with --ca-file or pin it with --ca-fingerprint, and use a name the certificate holds`,
-      { cause: err, details: { endpoint: url.origin, tlsError: code } },
-    );
-  }
-  return new FerryError(
-    "CONTROL_PLANE_UNREACHABLE",
-    `cannot reach the control plane at ${url.origin} (${code || text}): check --endpoint, --resolve and that TCP ${url.port || 443} is open to it`,
-    { cause: err, details: { endpoint: url.origin, error: code || text } },
-  );
-}
-
-/** An MGN-shaped error answer turned into one FerryError. */
-function refusal(path: string, status: number, text: string): FerryError {
-  let type = `HTTP ${status}`;
-  let message = text.slice(0, 500);
-  try {
-    const body = JSON.parse(text) as { code?: string; message?: string; __type?: string };
-    type = body.code ?? body.__type ?? type;
-    message = body.message ?? message;
-  } catch {
-    // not JSON: keep the raw text
-  }
-  const hint =
-    status === 403 || /Unrecognized|Signature|Authentication/.test(type)
-      ? ": check the access key pair (an install-scoped key from `ferry access-key create --scope install`) and --region"
-      : /Uninitialized/.test(type)
-        ? ": run `aws mgn initialize-service` (or `ferry up`) against the control plane first"
-        : "";
-  return new FerryError(
-    "CONTROL_PLANE_REFUSED",
-    `the control plane refused ${path}: ${type}: ${message}${hint}`,
-    {
-      details: { path, status, errorType: type },
-    },
-  );
-}
 
 export function createControlClient(options: ControlClientOptions): ControlClient {
-  const url = new URL(options.endpoint);
-  if (url.protocol !== "https:") {
-    throw new FerryError("BAD_ENDPOINT", `--endpoint ${options.endpoint} is not https://host[:port]`);
-  }
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  const signer = new SignatureV4({
-    credentials: options.credentials,
-    region: options.region,
-    service: "mgn",
-    sha256: NodeSha256,
+  const client = createSignedClient({
+    ...options,
+    keyHint: "an install-scoped key from `ferry access-key create --scope install`",
   });
-  let agent: Promise<{ agent: Agent; caPem?: string }> | undefined;
-  const getAgent = () =>
-    (agent ??= (async () => {
-      const caPem =
-        options.caPem ??
-        (options.caFingerprint
-          ? await fetchPinnedCa(url, options.caFingerprint, options.hosts, timeoutMs)
-          : undefined);
-      return {
-        caPem,
-        agent: new Agent({
-          keepAlive: true,
-          ...(caPem ? { ca: caPem } : {}),
-          ...(options.hosts ? { lookup: staticLookup(options.hosts) } : {}),
-        }),
-      };
-    })());
-
-  async function call<S extends z.ZodType>(path: string, body: unknown, schema: S): Promise<z.infer<S>> {
-    const payload = JSON.stringify(body);
-    const signed = await signer.sign({
-      method: "POST",
-      protocol: "https:",
-      hostname: url.hostname,
-      port: url.port ? Number(url.port) : undefined,
-      path,
-      query: {},
-      headers: { host: url.host, "content-type": "application/json" },
-      body: payload,
-    });
-    const { agent: httpsAgent } = await getAgent();
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = httpsRequest(
-        {
-          method: "POST",
-          host: url.hostname.replace(/^\[|\]$/g, ""),
-          port: url.port || 443,
-          path,
-          headers: signed.headers,
-          agent: httpsAgent,
-          timeout: timeoutMs,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
-          );
-          res.on("error", reject);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end(payload);
-    }).catch((err: unknown) => {
-      throw connectError(url, err);
-    });
-    if (status < 200 || status >= 300) throw refusal(path, status, text);
-    const parsed = schema.safeParse(JSON.parse(text));
-    if (!parsed.success) {
-      throw new FerryError(
-        "CONTROL_PLANE_BAD_ANSWER",
-        `the control plane's answer to ${path} does not match the agent API (${parsed.error.message.slice(0, 300)}): agent and control plane versions differ, update the agent`,
-      );
-    }
-    return parsed.data;
-  }
-
   return {
-    register: (body) => call(AGENT_REGISTER_PATH, body, RegisterAnswer),
-    report: (body) => call(AGENT_REPORT_PATH, body, ReportAnswer),
-    trustedCaPem: async () => (await getAgent()).caPem,
-    close: () => {
-      void agent?.then((a) => a.agent.destroy()).catch(() => {});
-    },
+    register: (body) => client.call(AGENT_REGISTER_PATH, body, RegisterAnswer),
+    report: (body) => client.call(AGENT_REPORT_PATH, body, ReportAnswer),
+    trustedCaPem: () => client.trustedCaPem(),
+    close: () => client.close(),
   };
 }

@@ -35,6 +35,8 @@ export interface SignedClientOptions {
   hosts?: StaticHosts;
   /** Per request. @default 30000 */
   timeoutMs?: number;
+  /** Added to authentication refusals (which key the caller should use). */
+  keyHint?: string;
 }
 
 export interface SignedClient {
@@ -148,7 +150,7 @@ function connectError(url: URL, err: unknown): FerryError {
 }
 
 /** An MGN-shaped error answer turned into one FerryError. */
-function refusal(path: string, status: number, text: string): FerryError {
+function refusal(path: string, status: number, text: string, keyHint = ""): FerryError {
   let type = `HTTP ${status}`;
   let message = text.slice(0, 500);
   try {
@@ -160,7 +162,7 @@ function refusal(path: string, status: number, text: string): FerryError {
   }
   const hint =
     status === 403 || /Unrecognized|Signature|Authentication/.test(type)
-      ? ": check the access key pair and --region"
+      ? `: check the access key pair${keyHint ? ` (${keyHint})` : ""} and --region`
       : /Uninitialized/.test(type)
         ? ": run `aws mgn initialize-service` (or `ferry up`) against the control plane first"
         : "";
@@ -242,7 +244,7 @@ export function createSignedClient(options: SignedClientOptions): SignedClient {
     }).catch((err: unknown) => {
       throw connectError(url, err);
     });
-    if (status < 200 || status >= 300) throw refusal(path, status, text);
+    if (status < 200 || status >= 300) throw refusal(path, status, text, options.keyHint);
     const parsed = schema.safeParse(JSON.parse(text));
     if (!parsed.success) {
       throw new FerryError(
