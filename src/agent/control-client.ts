@@ -68,7 +68,6 @@ export interface ControlClient {
   close(): void;
 }
 
-
 export function createControlClient(options: ControlClientOptions): ControlClient {
   const client = createSignedClient({
     ...options,
