@@ -19,7 +19,7 @@ export interface Timed {
   stderr: string;
 }
 
-/** Runs a command under /usr/bin/time-like accounting (wall, CPU, peak RSS). */
+/** Runs a command and measures its wall time (CPU and RSS stay NaN; see timedWithUsage). */
 export function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
@@ -35,7 +35,7 @@ export function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = proc
         reject(new Error(`${cmd} ${args.join(" ")} exited ${code}: ${stderr.slice(-2000)}`));
         return;
       }
-      // resourceUsage of the child is not exposed; /proc gives nothing after exit, so use wait4 figures via `time`.
+      // CPU and peak RSS of the child need wait4's figures: see timedWithUsage.
       resolve({ seconds, userSeconds: NaN, sysSeconds: NaN, maxRssKiB: NaN, stdout, stderr });
     });
   });
