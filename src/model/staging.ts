@@ -51,4 +51,12 @@ export interface SnapshotCatalog {
   /** Snapshots of a source server's disks, oldest first. */
   list(sourceServerId: string): Promise<SnapshotInfo[]>;
   open(sourceServerId: string, diskId: string, snapshotId: string): Promise<SnapshotReader>;
+  /**
+   * Asks for a snapshot of every disk of the server at its next consistency
+   * point (a launch's SNAPSHOT_START). Resolves with the new snapshots, or
+   * rejects with FerryError SNAPSHOT_TIMEOUT when no consistency point comes
+   * within `timeoutMs` (the caller then uses the previous snapshot). Only a
+   * store attached to a running replicator can take snapshots.
+   */
+  takeSnapshot?(sourceServerId: string, o: { timeoutMs: number }): Promise<SnapshotInfo[]>;
 }
