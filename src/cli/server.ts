@@ -6,8 +6,8 @@ import { writeJson, writeLine } from "./context.ts";
 import { startServer } from "../control/index.ts";
 import { createLogger } from "../lib/log.ts";
 import { FerryError } from "../lib/errors.ts";
-
-export const DEFAULT_DATA_DIR = "ferry-data";
+import { join } from "node:path";
+import { defaultHome } from "./paths.ts";
 
 /** `HOST:PORT`, `[v6]:PORT` or `PORT`. */
 export function parseListen(text: string): { host: string; port: number } {
@@ -44,7 +44,7 @@ export function addStoreOptions(cmd: Command, ctx: CliContext): Command {
   return cmd
     .addOption(
       new Option("--data-dir <dir>", "state, keys and certificates").default(
-        ctx.env.FERRY_DATA_DIR ?? DEFAULT_DATA_DIR,
+        ctx.env.FERRY_DATA_DIR ?? join(defaultHome(ctx.env), "server"),
       ),
     )
     .addOption(
