@@ -9,6 +9,7 @@ import type {
   DataReplicationInfoReplicatedDisk,
   DataReplicationInitiationStep,
   LaunchConfiguration,
+  LaunchedInstance,
   LifeCycle,
   ReplicationConfiguration,
   SourceProperties,
@@ -16,6 +17,7 @@ import type {
 } from "./mgn-shapes.gen.ts";
 import type { AgentReplicationState, DesiredReplicationState } from "./agent-api.ts";
 import { isoDateTime, isoDuration } from "./duration.ts";
+import type { LaunchedInstanceDetails } from "./launch.ts";
 
 export interface AgentStatus {
   identity: string;
@@ -55,6 +57,8 @@ export interface SourceServerRecord {
   agent: AgentStatus;
   replicationConfiguration: ReplicationConfiguration;
   launchConfiguration: LaunchConfiguration;
+  /** The last test or cutover instance (MGN's shape; `ferry` says where it lives). */
+  launchedInstance?: LaunchedInstance & { ferry?: LaunchedInstanceDetails };
 }
 
 export interface ReplicationStateOptions {
@@ -190,6 +194,7 @@ function staticMembers(r: SourceServerRecord): SourceServer {
     replicationType: r.replicationType,
   };
   if (r.userProvidedID) out.userProvidedID = r.userProvidedID;
+  if (r.launchedInstance) out.launchedInstance = r.launchedInstance;
   return out;
 }
 
