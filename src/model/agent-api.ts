@@ -24,6 +24,31 @@ import { ReplicatorAssignment } from "./replicator.ts";
 export const AGENT_REGISTER_PATH = "/ferry/agent/register";
 export const AGENT_REPORT_PATH = "/ferry/agent/report";
 
+/**
+ * The agent package as the control plane serves it (docs/installer.md):
+ * `GET` with any Ferry key (the installer signs with its install key), `PUT`
+ * with an operator key and `x-ferry-sha256` (`ferry release publish
+ * --endpoint`). The installer script itself is served without a signature: it
+ * is what a source downloads first, before it can sign anything.
+ */
+export const AGENT_PACKAGE_PATH = "/ferry/agent/package";
+export const AGENT_PACKAGE_SHA256_PATH = "/ferry/agent/package.sha256";
+export const AGENT_INSTALLER_PATH = "/ferry/agent/ferry-installer-init";
+/** The SHA-256 (hex) of a `PUT` body, checked by the control plane before it keeps anything. */
+export const SHA256_HEADER = "x-ferry-sha256";
+/** The published package's version (package.json of the build). */
+export const AGENT_VERSION_HEADER = "x-ferry-agent-version";
+
+/** What the control plane answers to a publish, and keeps beside the package. */
+export const AgentPackagePublished = z.object({
+  file: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+  version: z.string(),
+  publishedAt: ISO8601DatetimeString,
+});
+export type AgentPackagePublished = z.infer<typeof AgentPackagePublished>;
+
 export const AgentRegisterRequest = z.object({
   /**
    * A stable identity chosen by the agent (for example a UUID it stores on
@@ -72,6 +97,11 @@ export const AgentRegisterResponse = z.object({
   /** Report at least this often; after `agentNotSeenAfterSeconds` the server shows AGENT_NOT_SEEN. */
   reportIntervalSeconds: z.number(),
   agentNotSeenAfterSeconds: z.number(),
+  /**
+   * Source servers in the service after this registration, archived ones
+   * excepted: the installer prints it, as MGN's prints its quota use.
+   */
+  sourceServerCount: z.number().int().nonnegative().optional(),
 });
 export type AgentRegisterResponse = z.infer<typeof AgentRegisterResponse>;
 

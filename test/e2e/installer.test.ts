@@ -283,6 +283,11 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     const all = await servers();
     const s = all.find((x) => x.sourceServerID === id);
     assert.ok(s, `${id} not in DescribeSourceServers`);
+    // The summary says how many servers the service holds (MGN's installer prints its quota use).
+    assert.ok(
+      r.stdout.includes(`Source servers in the service: ${all.filter((x) => !x.isArchived).length}\n`),
+      r.stdout,
+    );
     assert.deepEqual(s.tags, { app: "shop", owner: "O'Brien & co" });
     assert.equal(s.userProvidedID, "web-01");
     const disks = (s.sourceProperties?.disks ?? []).map((d) => d.deviceName);
@@ -351,6 +356,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.equal(r.code, 0, r.stderr);
     const id = serverIdIn(r.stdout);
     assert.ok(!before.some((s) => s.sourceServerID === id), "the other machine got an existing server's ID");
+    assert.ok(r.stdout.includes(`Source servers in the service: ${before.length + 1}\n`), r.stdout);
     const s = (await servers()).find((x) => x.sourceServerID === id);
     assert.equal(s?.lifeCycle?.state, "STOPPED");
   });

@@ -143,6 +143,7 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
     }
     dataPlaneCertificate = { certificatePem: issued.certPem, caCertificatePem: ctx.dataPlaneCa.certPem };
   }
+  const sourceServerCount = (await ctx.store.sourceServers.list()).filter((s) => !s.isArchived).length;
   const body: AgentRegisterResponse = {
     sourceServerID: rec.sourceServerID,
     arn: rec.arn,
@@ -154,6 +155,7 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
     ...(dataPlaneCertificate ? { dataPlaneCertificate } : {}),
     reportIntervalSeconds: ctx.reportIntervalSeconds,
     agentNotSeenAfterSeconds: ctx.stateOptions.agentNotSeenAfterMs / 1000,
+    sourceServerCount,
   };
   return { status: 200, body };
 }
