@@ -42,6 +42,13 @@ export interface SignedClientOptions {
 export interface SignedClient {
   /** POSTs `body` to `path` and validates the answer with `schema`. */
   call<S extends z.ZodType>(path: string, body: unknown, schema: S): Promise<z.infer<S>>;
+  /** Sends `body` (bytes) signed; a non-2xx answer throws like `call`. */
+  request(
+    method: string,
+    path: string,
+    body?: Uint8Array,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }>;
   /** The CA actually trusted (the given one or the pinned one). */
   trustedCaPem(): Promise<string | undefined>;
   close(): void;
@@ -205,27 +212,35 @@ export function createSignedClient(options: SignedClientOptions): SignedClient {
       };
     })());
 
-  async function call<S extends z.ZodType>(path: string, body: unknown, schema: S): Promise<z.infer<S>> {
-    const payload = JSON.stringify(body);
+  async function request(
+    method: string,
+    path: string,
+    payload: Uint8Array = new Uint8Array(),
+    extraHeaders: Record<string, string> = {},
+  ) {
     const signed = await signer.sign({
-      method: "POST",
+      method,
       protocol: "https:",
       hostname: url.hostname,
       port: url.port ? Number(url.port) : undefined,
       path,
       query: {},
-      headers: { host: url.host, "content-type": "application/json" },
+      headers: { host: url.host, ...extraHeaders },
       body: payload,
     });
     const { agent: httpsAgent } = await getAgent();
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const answer = await new Promise<{
+      status: number;
+      headers: Record<string, string | string[] | undefined>;
+      body: Buffer;
+    }>((resolve, reject) => {
       const req = httpsRequest(
         {
-          method: "POST",
+          method,
           host: url.hostname.replace(/^\[|\]$/g, ""),
           port: url.port || 443,
           path,
-          headers: signed.headers,
+          headers: { ...signed.headers, "content-length": String(payload.length) },
           agent: httpsAgent,
           timeout: timeoutMs,
         },
@@ -233,7 +248,7 @@ export function createSignedClient(options: SignedClientOptions): SignedClient {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
           );
           res.on("error", reject);
         },
@@ -244,7 +259,16 @@ export function createSignedClient(options: SignedClientOptions): SignedClient {
     }).catch((err: unknown) => {
       throw connectError(url, err);
     });
-    if (status < 200 || status >= 300) throw refusal(path, status, text, options.keyHint);
+    if (answer.status < 200 || answer.status >= 300)
+      throw refusal(path, answer.status, answer.body.toString("utf8"), options.keyHint);
+    return answer;
+  }
+
+  async function call<S extends z.ZodType>(path: string, body: unknown, schema: S): Promise<z.infer<S>> {
+    const answer = await request("POST", path, Buffer.from(JSON.stringify(body)), {
+      "content-type": "application/json",
+    });
+    const text = answer.body.toString("utf8");
     const parsed = schema.safeParse(JSON.parse(text));
     if (!parsed.success) {
       throw new FerryError(
@@ -257,6 +281,7 @@ export function createSignedClient(options: SignedClientOptions): SignedClient {
 
   return {
     call,
+    request,
     trustedCaPem: async () => (await getAgent()).caPem,
     close: () => {
       void agent?.then((a) => a.agent.destroy()).catch(() => {});
