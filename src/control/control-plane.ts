@@ -16,7 +16,9 @@ import { createSecretBox, loadMasterKey } from "./auth/secret-box.ts";
 import { createApp } from "./app.ts";
 import { loadOrCreateDataPlaneCa } from "./auth/data-plane-ca.ts";
 import { createMetrics } from "./metrics.ts";
+import { resolveAgentPackageDir } from "./agent-package.ts";
 import { computeDataReplicationInfo } from "../model/source-server.ts";
+import { createJobRunner } from "./jobs/runner.ts";
 
 export interface ControlPlane {
   app: Hono<never>;
@@ -44,6 +46,18 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const accessKeys = createAccessKeys(store, box, o.now);
   const stateOptions = { agentNotSeenAfterMs: o.agentNotSeenAfterSeconds * 1000 };
   const dataPlaneCa = await loadOrCreateDataPlaneCa(o.dataDir);
+  const jobs = o.launcher
+    ? createJobRunner({
+        store,
+        launcher: o.launcher,
+        now: o.now,
+        region: o.region,
+        accountId: o.accountId,
+        logger: o.logger,
+      })
+    : undefined;
+  // A job the previous process left running is failed now, not left STARTED forever.
+  await jobs?.recover();
   const app = createApp({
     base: {
       store,
@@ -54,8 +68,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       stateOptions,
       reportIntervalSeconds: o.reportIntervalSeconds,
       dataPlaneCa,
+      ...(jobs ? { jobs } : {}),
     },
     logger: o.logger,
+    agentPackageDir: resolveAgentPackageDir(o.dataDir),
     metrics: createMetrics(),
     async gauges() {
       const servers = await store.sourceServers.list();
@@ -72,6 +88,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     store,
     accessKeys,
     options: o,
-    close: () => store.close(),
+    async close() {
+      await jobs?.close();
+      await store.close();
+    },
   };
 }
