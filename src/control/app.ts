@@ -16,10 +16,17 @@ import { jobOperations } from "./api/jobs.ts";
 import { parseTagsBody, withTags } from "./api/tags.ts";
 import { register, report } from "./agent-api/handlers.ts";
 import { registerReplicator } from "./agent-api/replicators.ts";
+import { assignment } from "./agent-api/assignment.ts";
+import { createAgentPackageRoutes } from "./agent-package.ts";
 import { REPLICATOR_REGISTER_PATH, ReplicatorRegisterRequest } from "../model/replicator.ts";
 import {
+  AGENT_INSTALLER_PATH,
+  AGENT_PACKAGE_PATH,
+  AGENT_PACKAGE_SHA256_PATH,
   AGENT_REGISTER_PATH,
   AGENT_REPORT_PATH,
+  AGENT_ASSIGNMENT_PATH,
+  AgentAssignmentRequest,
   AgentRegisterRequest,
   AgentReportRequest,
 } from "../model/agent-api.ts";
@@ -44,6 +51,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Extra gauges for /metrics (source servers by state, …). */
   gauges(): Promise<Record<string, number>>;
+  /** Where the agent package published to this control plane is kept (agent-package.ts). */
+  agentPackageDir?: string;
 }
 
 type Env = { Bindings: { incoming?: IncomingMessage } };
@@ -214,11 +223,28 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post(AGENT_REPORT_PATH, (c) =>
     serve(c, "ferry:AgentReport", (ctx, body) => report(ctx, validate(AgentReportRequest, body))),
   );
+  app.post(AGENT_ASSIGNMENT_PATH, (c) =>
+    serve(c, "ferry:AgentAssignment", (ctx, body) => assignment(ctx, validate(AgentAssignmentRequest, body))),
+  );
   app.post(REPLICATOR_REGISTER_PATH, (c) =>
     serve(c, "ferry:ReplicatorRegister", (ctx, body) =>
       registerReplicator(ctx, validate(ReplicatorRegisterRequest, body)),
     ),
   );
+
+  if (deps.agentPackageDir) {
+    const pkg = createAgentPackageRoutes({
+      dir: deps.agentPackageDir,
+      authenticate,
+      fail: (c, err) => errorResponse(c, err, randomUUID(), logger),
+      logger,
+    });
+    app.get(AGENT_PACKAGE_PATH, (c) => pkg.download(c, "package"));
+    app.get(AGENT_PACKAGE_SHA256_PATH, (c) => pkg.download(c, "sha256"));
+    app.get(AGENT_INSTALLER_PATH, (c) => pkg.download(c, "installer"));
+    app.put(AGENT_PACKAGE_PATH, (c) => pkg.publish(c, "package"));
+    app.put(AGENT_INSTALLER_PATH, (c) => pkg.publish(c, "installer"));
+  }
 
   const tagRoute =
     (
