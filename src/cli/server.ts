@@ -33,6 +33,16 @@ function positiveSeconds(text: string): number {
   return n;
 }
 
+/**
+ * Test seam: FERRY_TEST_CLOCK_SKEW_SECONDS runs the control plane's clock
+ * that many seconds off (SigV4 window, timestamps), so the lab can show a
+ * skewed server (src/net/lab, `skewServerClock`). Unset in production.
+ */
+function clockSkew(env: NodeJS.ProcessEnv): { now?: () => number } {
+  const skew = Number(env.FERRY_TEST_CLOCK_SKEW_SECONDS ?? 0);
+  return Number.isFinite(skew) && skew !== 0 ? { now: () => Date.now() + skew * 1000 } : {};
+}
+
 export interface StoreFlags {
   dataDir: string;
   databaseUrl?: string;
@@ -103,6 +113,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         region: o.region,
         accountId: o.accountId,
         agentNotSeenAfterSeconds: positiveSeconds(o.agentNotSeenAfter),
+        ...clockSkew(ctx.env),
         host,
         port,
         ...(o.certName ? { certNames: o.certName } : {}),
