@@ -8,6 +8,8 @@ import type { Logger } from "../lib/log.ts";
 import { BarrierFlags } from "../wire/index.ts";
 import type { BlockSource } from "./disk/block-source.ts";
 import { type Freeze, freezeFilesystem } from "./freeze.ts";
+import { ExtentSender, type ExtentSenderOptions } from "./continuous-send.ts";
+import { ConvergenceMeter, notConvergingMessage } from "./continuous-status.ts";
 import type { DataStream } from "./stream.ts";
 import type { ChangeTracker, DirtyExtent } from "./tracker/index.ts";
 
@@ -29,20 +31,26 @@ export interface ContinuousStatus {
   error?: { error: "NOT_CONVERGING"; rawError: string };
   rescannedBytes: number;
   tracker: "ebpf" | "scan";
+  /** The last filesystem freeze (consistency points with `freeze`): how long it held, and whether the watchdog thawed it. */
+  lastFreeze?: { heldMs: number; watchdogThawed: boolean };
 }
 
 export interface ContinuousOptions {
   tracker: ChangeTracker;
-  /** How often to drain the tracker. @default 200 */
+  /** How often to drain the tracker. @default 100 */
   intervalMs?: number;
   /** How often to mark a consistency point. @default 10000 */
   consistencyIntervalMs?: number;
   /** Mountpoints to freeze briefly at consistency points (fsfreeze). */
   freeze?: string[];
-  /** Longest freeze before the watchdog thaws. @default 2000 */
+  /** Longest freeze before the watchdog thaws (whole seconds, at least 1). @default 2000 */
   freezeMaxMs?: number;
-  /** Report NOT_CONVERGING when the backlog grew for this long. @default 30000 */
+  /** Report NOT_CONVERGING when the backlog did not shrink (nor empty) for this long. @default 30000 */
   convergeWindowMs?: number;
+  /** A rescan (after a tracker gap) goes in slices of this size, sending tracked changes between them. @default 64 MiB */
+  rescanSliceBytes?: number;
+  /** How the changed extents are read and sent (reads in flight, read spans). */
+  send?: ExtentSenderOptions;
   onStatus?: (status: ContinuousStatus) => void;
 }
 
@@ -76,88 +84,66 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions): Promise<void> {
   const { tracker, onStatus } = o;
   const { stream: s, source, log } = ctx;
-  const interval = o.intervalMs ?? 200;
+  const interval = o.intervalMs ?? 100;
   const consistencyEvery = o.consistencyIntervalMs ?? 10000;
+  const sender = new ExtentSender(source, o.send);
+  const meter = new ConvergenceMeter({ windowMs: o.convergeWindowMs ?? 30000 });
   let barrierId = Date.now();
   let lastConsistencyAt = 0;
   let lastConsistentAt: string | null = null;
-  let caughtUpAt = Date.now();
-  let backlogRisingSince: number | undefined;
-  let prevBacklog = 0;
+  let lastFreeze: ContinuousStatus["lastFreeze"];
   let state: ContinuousStatus["dataReplicationState"] = "CONTINUOUS";
-  const sendSamples: { t: number; bytes: number }[] = [];
-  let inHand: DirtyExtent[] = [];
-
-  const sendRate = () => {
-    const now = Date.now();
-    sendSamples.push({ t: now, bytes: ctx.wireBytes() });
-    while (sendSamples.length > 2 && now - sendSamples[0]!.t > 10000) sendSamples.shift();
-    const first = sendSamples[0]!;
-    return now > first.t ? ((ctx.wireBytes() - first.bytes) * 1000) / (now - first.t) : 0;
-  };
+  /** The drain being sent: put back whole if sending does not finish (resending is harmless). */
+  let batch: DirtyExtent[] = [];
+  /** Bytes of the batch not yet handed to the stream. */
+  let batchUnsent = 0;
+  let lastStatusAt = 0;
 
   const status = () => {
-    const backlog = tracker.stats().dirtyBytes + s.unackedBytes + inHand.reduce((n, e) => n + e.length, 0);
-    const now = Date.now();
-    if (backlog === 0) caughtUpAt = now;
-    if (backlog > prevBacklog && backlog > 0) backlogRisingSince ??= now;
-    else if (backlog < prevBacklog || backlog === 0) backlogRisingSince = undefined;
-    prevBacklog = backlog;
+    const backlog = tracker.stats().dirtyBytes + s.unackedBytes + batchUnsent;
     const writeRate = tracker.writeRate();
-    const rate = sendRate();
+    const v = meter.update({
+      backlogBytes: backlog,
+      sentBytes: ctx.wireBytes(),
+      writeBytesPerSecond: writeRate,
+    });
+    lastStatusAt = Date.now();
     const st: ContinuousStatus = {
       diskId: ctx.diskId,
       dataReplicationState:
         state === "RESCAN" ? "RESCAN" : backlog > 64 * 1024 * 1024 ? "BACKLOG" : "CONTINUOUS",
       backloggedBytes: backlog,
-      lagMs: backlog === 0 ? 0 : now - caughtUpAt,
-      lastCaughtUpAt: new Date(caughtUpAt).toISOString(),
+      lagMs: v.lagMs,
+      lastCaughtUpAt: new Date(v.caughtUpAt).toISOString(),
       lastConsistentAt,
       writeBytesPerSecond: Math.round(writeRate),
-      sendBytesPerSecond: Math.round(rate),
+      sendBytesPerSecond: Math.round(v.sendBytesPerSecond),
       rescannedBytes: ctx.rescannedBytes(),
       tracker: tracker.kind,
+      ...(lastFreeze ? { lastFreeze } : {}),
     };
-    if (
-      backlogRisingSince !== undefined &&
-      now - backlogRisingSince > (o.convergeWindowMs ?? 30000) &&
-      writeRate > rate
-    ) {
-      st.error = {
-        error: "NOT_CONVERGING",
-        rawError: `the source writes ${(writeRate / 1e6).toFixed(1)} MB/s but only ${(rate / 1e6).toFixed(1)} MB/s reach the replicator; the backlog has grown for ${Math.round((now - backlogRisingSince) / 1000)} s (raise bandwidthThrottling, or check the link)`,
-      };
-    }
+    if (v.notConverging)
+      st.error = { error: "NOT_CONVERGING", rawError: notConvergingMessage(v.notConverging) };
     onStatus?.(st);
     return st;
   };
 
   const sendExtents = async (extents: DirtyExtent[]) => {
-    inHand = extents;
-    while (inHand.length) {
-      const e = inHand[0]!;
-      // Frames start on hash-block boundaries, whatever the tracker's granularity.
-      const hbs = s.hashBlockSize;
-      const start = Math.floor(e.offset / hbs) * hbs;
-      const end = Math.min(Math.ceil((e.offset + e.length) / hbs) * hbs, source.size);
-      if (end > start) await s.sendRange(start, end);
-      inHand.shift();
-    }
+    batch = extents;
+    batchUnsent = extents.reduce((n, e) => n + e.length, 0);
+    await sender.send(s, extents, (bytes) => {
+      batchUnsent = Math.max(0, batchUnsent - bytes);
+      // A long batch (a slow link) must not silence the status.
+      if (Date.now() - lastStatusAt >= 500) status();
+    });
+    batch = [];
+    batchUnsent = 0;
   };
 
   try {
     while (!ctx.signal?.aborted) {
       s.check();
-      if (tracker.gap) {
-        const gap = tracker.gap;
-        log.warn("change tracking has a gap; rescanning", { code: gap.code, reason: gap.reason });
-        state = "RESCAN";
-        status();
-        tracker.acknowledgeGap();
-        tracker.drain(); // the rescan covers these
-        await ctx.rescan(0, source.size);
-        state = "CONTINUOUS";
-      }
+      if (tracker.gap) await rescanAll();
       const extents = tracker.drain();
       if (extents.length) await sendExtents(extents);
 
@@ -171,15 +157,52 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     }
   } finally {
     // What was taken from the tracker but not made durable goes back into it.
-    const back = [...inHand, ...s.unacked().map((u) => ({ offset: u.start, length: u.end - u.start }))];
+    const back = [...batch, ...s.unacked().map((u) => ({ offset: u.start, length: u.end - u.start }))];
     if (back.length) tracker.markDirty(back);
   }
 
   /**
+   * A tracker gap: every block is compared with the replicator's hashes. The
+   * disk is rescanned in slices, and the changes tracked meanwhile are sent
+   * between slices, so a rescan of a large disk does not hold back everything
+   * written during it. A new gap during the rescan restarts the full circle
+   * from where it is.
+   */
+  async function rescanAll(): Promise<void> {
+    const size = source.size;
+    const slice = Math.max(
+      s.hashBlockSize,
+      Math.floor((o.rescanSliceBytes ?? 64 * 1024 * 1024) / s.hashBlockSize) * s.hashBlockSize,
+    );
+    state = "RESCAN";
+    let at = 0;
+    let covered = 0;
+    while (covered < size) {
+      const gap = tracker.gap;
+      if (gap) {
+        log.warn("change tracking has a gap; rescanning", { code: gap.code, reason: gap.reason, from: at });
+        tracker.acknowledgeGap();
+        covered = 0;
+      }
+      status();
+      const end = Math.min(size, at + slice);
+      await ctx.rescan(at, end);
+      covered += end - at;
+      at = end % size;
+      const extents = tracker.drain();
+      if (extents.length) await sendExtents(extents);
+      if (ctx.signal?.aborted) return;
+    }
+    state = "CONTINUOUS";
+  }
+
+  /**
    * A consistency point: every write completed before it is in the replica
-   * and no later one is. With a freeze, writes are held while the dirty set
-   * is read; without, the point is only marked if no write completed while
-   * we were reading (checked by draining again).
+   * and no later one is. The tracker settles (every completed write is in its
+   * dirty set), the dirty set is sent, and the tracker settles again: the
+   * point is consistent only if nothing was written meanwhile (with a freeze,
+   * nothing can be, unless the watchdog thawed first). The scan tracker learns
+   * of writes only at its next pass: it never marks a point consistent.
    */
   async function consistencyPoint(): Promise<void> {
     let frozen: Freeze[] = [];
@@ -202,9 +225,18 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
         consistent = during.length === 0;
         if (!consistent) tracker.markDirty(during);
       }
-      // The scan tracker learns of writes only at its next pass: it never marks a point consistent.
     } finally {
-      for (const f of frozen) await f.thaw();
+      // Always thawed, whatever failed above (the freeze's own watchdog covers a dead agent).
+      for (const f of frozen) {
+        const t = await f.thaw();
+        lastFreeze = { heldMs: Math.round(t.heldMs), watchdogThawed: t.watchdogThawed };
+        if (t.watchdogThawed)
+          log.warn("the filesystem freeze outlasted its bound and the watchdog thawed it", {
+            mountpoint: f.mountpoint,
+            heldMs: Math.round(t.heldMs),
+            consistent,
+          });
+      }
     }
     const seq = await s.barrier(++barrierId, consistent ? BarrierFlags.CONSISTENT : 0);
     if (consistent) {
