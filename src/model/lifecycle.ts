@@ -98,6 +98,7 @@ export function retryDataReplication(r: Rec, now: number, opts: ReplicationState
 export function changeLifeCycleState(
   r: Rec,
   state: ChangeServerLifeCycleStateSourceServerLifecycleState,
+  now: number = Date.now(),
 ): Rec {
   if (r.isArchived) refuse(r, "ChangeServerLifeCycleState refused: the source server is archived");
   if (r.agent.initialSyncCompletedAt === undefined) {
@@ -112,6 +113,88 @@ export function changeLifeCycleState(
   }
   const n = clone(r);
   n.lifeCycle.state = state;
+  // MGN's console words: "revert to ready for testing" and "mark as ready for cutover".
+  if (from === "TESTING" && state === "READY_FOR_TEST" && n.lifeCycle.lastTest)
+    n.lifeCycle.lastTest.reverted = { apiCallDateTime: isoDateTime(now) };
+  if (from === "TESTING" && state === "READY_FOR_CUTOVER" && n.lifeCycle.lastTest)
+    n.lifeCycle.lastTest.finalized = { apiCallDateTime: isoDateTime(now) };
+  return n;
+}
+
+/** The states a launch of each kind may start from (a failed or repeated one may start again). */
+const LAUNCH_FROM = {
+  START_TEST: ["READY_FOR_TEST", "TESTING", "READY_FOR_CUTOVER"],
+  START_CUTOVER: ["READY_FOR_TEST", "READY_FOR_CUTOVER", "CUTTING_OVER"],
+} as const;
+
+/** StartTest / StartCutover on one server: checked, then TESTING / CUTTING_OVER with the job recorded. */
+export function startLaunch(
+  r: Rec,
+  kind: "START_TEST" | "START_CUTOVER",
+  jobID: string,
+  now: number,
+  running: boolean,
+): Rec {
+  const op = kind === "START_TEST" ? "StartTest" : "StartCutover";
+  requireConnected(r, op);
+  if (r.agent.initialSyncCompletedAt === undefined)
+    refuse(r, `${op} refused: the source server is not ready; wait for its initial sync to complete`);
+  if (!(LAUNCH_FROM[kind] as readonly string[]).includes(r.lifeCycle.state))
+    refuse(r, `${op} refused: cannot launch from ${r.lifeCycle.state}`);
+  if (running) refuse(r, `${op} refused: a launch job for this server is still running; wait for it to end`);
+  const n = clone(r);
+  const mark = { initiated: { apiCallDateTime: isoDateTime(now), jobID } };
+  if (kind === "START_TEST") {
+    n.lifeCycle.state = "TESTING";
+    n.lifeCycle.lastTest = mark;
+  } else {
+    n.lifeCycle.state = "CUTTING_OVER";
+    n.lifeCycle.lastCutover = mark;
+  }
+  return n;
+}
+
+/** A launch job that failed for this server: back to where a retry can start. */
+export function launchFailed(r: Rec, kind: "START_TEST" | "START_CUTOVER"): Rec {
+  const n = clone(r);
+  const during = kind === "START_TEST" ? "TESTING" : "CUTTING_OVER";
+  if (n.lifeCycle.state === during)
+    n.lifeCycle.state = kind === "START_TEST" ? "READY_FOR_TEST" : "READY_FOR_CUTOVER";
+  return n;
+}
+
+/** TerminateTargetInstances: MGN refuses it while a launch is live or after cutover. */
+export function assertTerminable(r: Rec): void {
+  const s = r.lifeCycle.state;
+  if (s === "TESTING" || s === "CUTTING_OVER" || s === "CUTOVER")
+    refuse(
+      r,
+      `TerminateTargetInstances refused: not allowed in ${s}; to revert a test, first ChangeServerLifeCycleState to READY_FOR_TEST`,
+    );
+  if (!r.launchedInstance?.ec2InstanceID)
+    refuse(r, "TerminateTargetInstances refused: the source server has no launched instance");
+}
+
+/** FinalizeCutover: CUTOVER, replication disconnected (the agent uninstalls itself on its next report). */
+export function finalizeCutover(r: Rec, now: number): Rec {
+  if (r.isArchived) refuse(r, "FinalizeCutover refused: the source server is archived");
+  if (r.lifeCycle.state !== "CUTTING_OVER")
+    refuse(
+      r,
+      "FinalizeCutover refused: only a CUTTING_OVER source server can be finalized; call StartCutover first",
+    );
+  if (
+    !r.launchedInstance?.ec2InstanceID ||
+    r.launchedInstance.jobID !== r.lifeCycle.lastCutover?.initiated?.jobID
+  )
+    refuse(
+      r,
+      "FinalizeCutover refused: the cutover instance has not launched; wait for the StartCutover job to complete",
+    );
+  const n = clone(r);
+  n.lifeCycle.state = "CUTOVER";
+  n.lifeCycle.lastCutover = { ...n.lifeCycle.lastCutover, finalized: { apiCallDateTime: isoDateTime(now) } };
+  n.replication = { control: "DISCONNECTED" };
   return n;
 }
 
@@ -145,9 +228,4 @@ export function assertDeletable(r: Rec): void {
       "DeleteSourceServer refused: the source server must be disconnected first; call DisconnectFromService",
     );
   }
-}
-
-/** Marks the start of a test or cutover API call on the record (used once launches exist). */
-export function stamp(_r: Rec, now: number): string {
-  return isoDateTime(now);
 }
