@@ -10,6 +10,7 @@ import type { AccessKeys } from "../auth/access-keys.ts";
 import type { KeyAndCert } from "../../lib/pki.ts";
 import type { SourceServerRecord, ReplicationStateOptions } from "../../model/source-server.ts";
 import { notFound, uninitialized, validationError } from "../../model/api-errors.ts";
+import type { JobRunner } from "../jobs/runner.ts";
 
 export interface Caller {
   accessKeyId: string;
@@ -28,6 +29,8 @@ export interface OpContext {
   /** Signs source servers' data-plane client certificates (see auth/data-plane-ca.ts). */
   dataPlaneCa: KeyAndCert;
   caller: Caller;
+  /** Runs launch jobs; absent when the control plane has no staging store to launch from. */
+  jobs?: JobRunner;
 }
 
 /** A handler's answer: the HTTP status and the JSON body (undefined → no body). */
