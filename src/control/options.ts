@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Logger } from "../lib/log.ts";
 import { createLogger } from "../lib/log.ts";
 import { FerryError } from "../lib/errors.ts";
+import type { Launcher } from "../model/launch.ts";
 
 export interface ControlPlaneOptions {
   /** Where the SQLite database, the master key and the certificates live. */
@@ -23,6 +24,8 @@ export interface ControlPlaneOptions {
   now?: () => number;
   /** @default JSON lines on stderr */
   logger?: Logger;
+  /** Launches test and cutover instances (src/launch); without one the launch operations refuse. */
+  launcher?: Launcher;
 }
 
 export interface ResolvedControlPlaneOptions {
@@ -37,6 +40,7 @@ export interface ResolvedControlPlaneOptions {
   reportIntervalSeconds: number;
   now: () => number;
   logger: Logger;
+  launcher: Launcher | undefined;
 }
 
 export function resolveControlPlaneOptions(o: ControlPlaneOptions): ResolvedControlPlaneOptions {
@@ -67,5 +71,6 @@ export function resolveControlPlaneOptions(o: ControlPlaneOptions): ResolvedCont
     reportIntervalSeconds: o.reportIntervalSeconds ?? 10,
     now: o.now ?? Date.now,
     logger: o.logger ?? createLogger({ fields: { component: "control" } }),
+    launcher: o.launcher,
   };
 }
