@@ -57,7 +57,7 @@ const changeServerLifeCycleState = defineOperation(
   async (ctx, input) => {
     await requireInitialized(ctx);
     const next = await updateServer(ctx, input.sourceServerID, (r) =>
-      L.changeLifeCycleState(r, input.lifeCycle.state),
+      L.changeLifeCycleState(r, input.lifeCycle.state, ctx.now()),
     );
     return { status: 200, body: project(ctx, next) };
   },
@@ -68,6 +68,7 @@ const disconnectFromService = defineOperation(ById, async (ctx, input) => {
   const next = await updateServer(ctx, input.sourceServerID, (r) => L.disconnectFromService(r, ctx.now()));
   // The agent's credentials die with the connection; its next report is refused.
   await ctx.store.accessKeys.deleteForServer(input.sourceServerID);
+  ctx.jobs?.releaseStaging(input.sourceServerID);
   return { status: 200, body: project(ctx, next) };
 });
 
