@@ -7,11 +7,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { Sha256 } from "@aws-crypto/sha256-js";
 
 const INSTALLER = fileURLToPath(new URL("../../installer/ferry-installer-init", import.meta.url));
 
@@ -104,6 +106,59 @@ for (const [name, shell] of SHELLS) {
           assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
           assert.match(r.stderr, message);
         }
+      });
+
+      test("the script's SigV4 signature for the control plane is the one AWS's signer makes", async () => {
+        // The signing functions, run alone: everything from sha256_stdin() to the work directory.
+        const text = readFileSync(INSTALLER, "utf8");
+        const functions = text.slice(text.indexOf("sha256_stdin() {"), text.indexOf("WORK=$(mktemp"));
+        const secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY'EXAMPLE\"KEY$x";
+        const url = "https://ferry-control.test:8443/ferry/agent/package.sha256";
+        const out = spawnSync(
+          shell[0]!,
+          [
+            ...shell.slice(1),
+            "-c",
+            `${functions}\nsign_get "$URL"; printf '%s\\n%s' "$AMZ_DATE" "$AUTHORIZATION"`,
+          ],
+          {
+            encoding: "utf8",
+            // Not a socket on stdin: bash would take itself for an rsh session and read ~/.bashrc.
+            stdio: ["ignore", "pipe", "pipe"],
+            env: {
+              PATH: process.env.PATH,
+              URL: url,
+              REGION: "eu-central-1",
+              AKID: "FKINEXAMPLE",
+              SECRET: secret,
+            },
+          },
+        );
+        assert.equal(out.status, 0, out.stderr);
+        const [amzDate, authorization] = out.stdout.split("\n");
+        const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate ?? "");
+        assert.ok(m, out.stdout);
+        const signer = new SignatureV4({
+          credentials: { accessKeyId: "FKINEXAMPLE", secretAccessKey: secret },
+          region: "eu-central-1",
+          service: "mgn",
+          sha256: Sha256,
+          // The script signs host and x-amz-date only, as the control plane requires.
+          applyChecksum: false,
+        });
+        const signed = await signer.sign(
+          {
+            method: "GET",
+            protocol: "https:",
+            hostname: "ferry-control.test",
+            port: 8443,
+            path: "/ferry/agent/package.sha256",
+            query: {},
+            headers: { host: "ferry-control.test:8443" },
+          },
+          { signingDate: new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!)) },
+        );
+        assert.equal(authorization, signed.headers.authorization);
       });
 
       test("an unreachable bucket exits 3 and installs nothing", async () => {

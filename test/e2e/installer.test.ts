@@ -9,7 +9,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { copyFile, mkdir, readFile, writeFile, readdir, stat } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -150,6 +150,14 @@ function baseArgs(installDir: string): string[] {
 async function servers(): Promise<SourceServer[]> {
   const out = await operator.send(new DescribeSourceServersCommand({}));
   return out.items ?? [];
+}
+
+function wgetIsGnu(): boolean {
+  try {
+    return execFileSync("wget", ["--version"], { encoding: "utf8" }).includes("GNU Wget");
+  } catch {
+    return false;
+  }
 }
 
 function serverIdIn(stdout: string): string {
@@ -410,34 +418,183 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.equal((await servers()).length, count);
   });
 
-  test("from the control plane: the CA is pinned by the installer before the download", async () => {
-    const args = (fingerprint: string) => [
+  describe("without --s3-endpoint: the package comes from the control plane", () => {
+    const controlDir = () => join(scratch.dir, "control", "agent-package");
+    const fromControl = (installDir: string, trust: string[], key = installKey) => [
       "--region",
       REGION,
       "--endpoint",
       server.url,
       "--aws-access-key-id",
-      installKey.accessKeyId,
+      key.accessKeyId,
       "--aws-secret-access-key",
-      installKey.secretAccessKey,
-      "--ca-fingerprint",
-      fingerprint,
+      key.secretAccessKey,
+      ...trust,
       "--install-dir",
-      join(scratch.dir, "install-from-control"),
+      installDir,
       "--no-prompt",
+      "--devices",
+      image,
       "--no-systemd",
     ];
-    const wrong = await runInstaller(args((await createCa("another CA")).fingerprint)).done;
-    assert.equal(wrong.code, 7, wrong.stderr);
-    assert.match(wrong.stderr, /no certificate with the pinned CA fingerprint/);
-    assert.doesNotMatch(wrong.stderr, /Downloading/);
-    // The right CA: pinned, then the package is asked of <endpoint>/ferry/agent/package.
-    const right = await runInstaller(args(server.caFingerprint.toLowerCase())).done;
-    assert.notEqual(right.code, 7, right.stderr);
-    assert.ok(
-      right.stderr.includes(`Downloading the agent package from ${server.url}/ferry/agent/package`),
-      right.stderr,
+    const machine = () => join(scratch.dir, "machine-id-control");
+    const nothingIn = async (dir: string) => !existsSync(dir) || (await readdir(dir)).length === 0;
+
+    test("nothing published yet: the installer says what to run, installs nothing", async () => {
+      await writeFile(machine(), "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0\n");
+      const installDir = join(scratch.dir, "install-control-none");
+      const r = await runInstaller(fromControl(installDir, ["--ca-file", server.caFile]), {
+        machineIdFile: machine(),
+      }).done;
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /404/);
+      assert.ok(r.stderr.includes(`ferry release publish --endpoint ${server.url}`), r.stderr);
+      assert.ok(await nothingIn(installDir));
+    });
+
+    test("ferry release publish --endpoint, then a pinned CA, a signed download, verified, registered", async () => {
+      const op = await server.controlPlane.accessKeys.create("operator", "publisher");
+      const out = new PassThrough();
+      let text = "";
+      out.on("data", (c: Buffer) => (text += c.toString()));
+      const publish = (key: { accessKeyId: string; secretAccessKey: string }) =>
+        main(
+          [
+            "release",
+            "publish",
+            "--endpoint",
+            server.url,
+            "--ca-fingerprint",
+            server.caFingerprint,
+            "--region",
+            REGION,
+            "--package-dir",
+            join(scratch.dir, "dist"),
+            "--json",
+          ],
+          {
+            stdout: out,
+            stderr: out,
+            isTTY: false,
+            env: { AWS_ACCESS_KEY_ID: key.accessKeyId, AWS_SECRET_ACCESS_KEY: key.secretAccessKey },
+            signal: new AbortController().signal,
+          },
+        );
+      // An install key may download but not publish.
+      assert.equal(await publish(installKey), 1, text);
+      assert.match(text, /AccessDeniedException/);
+      assert.ok(!existsSync(join(controlDir(), "ferry-agent-linux-x64.tar.gz")));
+      text = "";
+      assert.equal(await publish(op), 0, text);
+      const published = JSON.parse(text) as { objects: { key: string }[] };
+      assert.deepEqual(
+        published.objects.map((o) => o.key),
+        ["/ferry/agent/package", "/ferry/agent/ferry-installer-init", "/ferry/agent/package.sha256"],
+      );
+      assert.deepEqual(
+        await readFile(join(controlDir(), "ferry-agent-linux-x64.tar.gz")),
+        await readFile(pkg.file),
+      );
+
+      const installDir = join(scratch.dir, "install-from-control");
+      const wrong = await runInstaller(
+        fromControl(installDir, ["--ca-fingerprint", (await createCa("another CA")).fingerprint]),
+        { machineIdFile: machine() },
+      ).done;
+      assert.equal(wrong.code, 7, wrong.stderr);
+      assert.match(wrong.stderr, /no certificate with the pinned CA fingerprint/);
+      assert.doesNotMatch(wrong.stderr, /Downloading/);
+      assert.ok(await nothingIn(installDir));
+
+      const before = (await servers()).length;
+      const r = await runInstaller(
+        fromControl(installDir, ["--ca-fingerprint", server.caFingerprint.toLowerCase()]),
+        { machineIdFile: machine() },
+      ).done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(
+        r.stderr.includes(`Downloading the agent package from ${server.url}/ferry/agent/package`),
+        r.stderr,
+      );
+      assert.ok(r.stderr.includes(`Package verified: sha256 ${pkg.sha256}`), r.stderr);
+      const id = serverIdIn(r.stdout);
+      assert.ok((await servers()).some((s) => s.sourceServerID === id));
+      assert.ok(r.stdout.includes(`Source servers in the service: ${before + 1}\n`), r.stdout);
+    });
+
+    test("the installer script itself is fetched from the control plane without a key", async () => {
+      const target = join(scratch.dir, "installer-from-control");
+      const curl = spawn("curl", [
+        "--fail",
+        "--silent",
+        "--show-error",
+        "--cacert",
+        server.caFile,
+        "--output",
+        target,
+        `${server.url}/ferry/agent/ferry-installer-init`,
+      ]);
+      let err = "";
+      curl.stderr.on("data", (c: Buffer) => (err += c.toString()));
+      assert.equal(await new Promise((r) => curl.on("close", r)), 0, err);
+      assert.equal(await readFile(target, "utf8"), await readFile(INSTALLER_SOURCE, "utf8"));
+    });
+
+    test("a wrong secret, a wrong CA file: refused before anything is downloaded", async () => {
+      const installDir = join(scratch.dir, "install-control-refused");
+      const badKey = await runInstaller(
+        fromControl(installDir, ["--ca-file", server.caFile], { ...installKey, secretAccessKey: "wrong" }),
+        { machineIdFile: machine() },
+      ).done;
+      assert.equal(badKey.code, 3, badKey.stderr);
+      assert.match(badKey.stderr, /403/);
+      const otherCa = join(scratch.dir, "other-ca.pem");
+      await writeFile(otherCa, (await createCa("not the control plane")).certPem);
+      const badCa = await runInstaller(fromControl(installDir, ["--ca-file", otherCa]), {
+        machineIdFile: machine(),
+      }).done;
+      assert.equal(badCa.code, 3, badCa.stderr);
+      assert.match(badCa.stderr, /certificate/i);
+      assert.ok(await nothingIn(installDir));
+    });
+
+    test(
+      "wget: the signed download works the same",
+      { skip: !wgetIsGnu() && "GNU wget not installed" },
+      async () => {
+        const r = await runInstaller(
+          [
+            ...fromControl(join(scratch.dir, "install-control-wget"), ["--ca-file", server.caFile]),
+            "--downloader",
+            "wget",
+          ],
+          { machineIdFile: machine() },
+        ).done;
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(r.stderr.includes(`Package verified: sha256 ${pkg.sha256}`), r.stderr);
+      },
     );
+
+    test("a package changed on the control plane is refused before anything is installed", async () => {
+      const file = join(controlDir(), "ferry-agent-linux-x64.tar.gz");
+      const good = await readFile(file);
+      const bad = Buffer.from(good);
+      bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0xff, bad.length >> 1);
+      await writeFile(file, bad);
+      try {
+        const count = (await servers()).length;
+        const installDir = join(scratch.dir, "install-control-tampered");
+        const r = await runInstaller(fromControl(installDir, ["--ca-file", server.caFile]), {
+          machineIdFile: machine(),
+        }).done;
+        assert.equal(r.code, 4, r.stderr);
+        assert.match(r.stderr, /tampered/);
+        assert.ok(await nothingIn(installDir));
+        assert.equal((await servers()).length, count);
+      } finally {
+        await writeFile(file, good);
+      }
+    });
   });
 
   test("an install key and an agent key cannot call operator operations", async () => {
