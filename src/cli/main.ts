@@ -39,9 +39,18 @@ const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Regi
     description: "build the agent package and publish it for ferry-installer-init",
     load: async () => (await import("./release.ts")).registerRelease,
   },
+  doctor: {
+    description: "check every network flow and name what blocks it",
+    load: async () => (await import("./doctor.ts")).registerDoctor,
+  },
   aws: {
     description: "plan and check the private-network setup of AWS MGN itself",
     load: async () => (await import("./aws.ts")).registerAws,
+  },
+  lab: {
+    description:
+      "the reference private network on this machine (namespaces, rules, services): up, down, status",
+    load: async () => (await import("./lab.ts")).registerLab,
   },
 };
 
