@@ -1,0 +1,261 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { classifyFailure, dataPlaneFailure, type FlowContext, type FlowFailure } from "./flow-classify.ts";
+import { flowForMgnFailure, formatFinding, mgnFailureForFlow } from "./flows.ts";
+
+const source = (flow: FlowContext["flow"], role: FlowContext["role"]): FlowContext => ({
+  flow,
+  role,
+  side: "source",
+  localAddress: "10.10.0.10",
+});
+
+const connect = (
+  error: string,
+  extra: Partial<Extract<FlowFailure, { check: "connect" }>> = {},
+): FlowFailure => ({
+  check: "connect",
+  address: "10.20.0.30",
+  port: 1500,
+  error,
+  ...extra,
+});
+
+const cases: {
+  name: string;
+  ctx: FlowContext;
+  failure: FlowFailure;
+  code: string;
+  cause: RegExp;
+  fix: RegExp;
+}[] = [
+  {
+    name: "a dropped SYN to 1500 is the replicator's security group",
+    ctx: source("F7", "replicator"),
+    failure: connect("ETIMEDOUT", { routing: "PRIVATE_IP" }),
+    code: "SG_1500_MISSING",
+    cause: /security group drops TCP 1500 from 10\.10\.0\.10/,
+    fix: /allow TCP 1500 from 10\.10\.0\.10/,
+  },
+  {
+    name: "a refused connection is nothing listening, not a firewall drop",
+    ctx: source("F7", "replicator"),
+    failure: connect("ECONNREFUSED"),
+    code: "PORT_REFUSED",
+    cause: /nothing listens on 10\.20\.0\.30:1500/,
+    fix: /ferry replicator run/,
+  },
+  {
+    name: "no route is the private link's route",
+    ctx: source("F7", "replicator"),
+    failure: connect("ENETUNREACH"),
+    code: "NO_ROUTE",
+    cause: /no route to 10\.20\.0\.30/,
+    fix: /ip route add/,
+  },
+  {
+    name: "EHOSTUNREACH is no route too",
+    ctx: source("F2", "service"),
+    failure: { check: "connect", address: "10.20.0.10", port: 443, error: "EHOSTUNREACH" },
+    code: "NO_ROUTE",
+    cause: /no route/,
+    fix: /route/,
+  },
+  {
+    name: "timeouts everywhere in the staging network are the return route",
+    ctx: source("F2", "service"),
+    failure: {
+      check: "connect",
+      address: "10.20.0.10",
+      port: 443,
+      error: "ETIMEDOUT",
+      stagingAllTimedOut: true,
+    },
+    code: "RETURN_ROUTE_MISSING",
+    cause: /no route back to the source/,
+    fix: /route in the staging network .*10\.10\.0\.10/,
+  },
+  {
+    name: "a dropped SYN to 443 on the object store is its security group",
+    ctx: source("F1", "object-store"),
+    failure: { check: "connect", address: "10.20.0.20", port: 443, error: "ETIMEDOUT" },
+    code: "SG_443_MISSING",
+    cause: /object-store endpoint's security group drops TCP 443/,
+    fix: /allow TCP 443 from 10\.10\.0\.10/,
+  },
+  {
+    name: "PUBLIC_IP on a private link, whatever the socket said",
+    ctx: source("F7", "replicator"),
+    failure: connect("ENETUNREACH", {
+      routing: "PUBLIC_IP",
+      privateAddress: "10.20.0.30:1500",
+      privateReachable: true,
+    }),
+    code: "PUBLIC_IP_ON_PRIVATE_LINK",
+    cause: /PUBLIC_IP is selected/,
+    fix: /PRIVATE_IP/,
+  },
+  {
+    name: "a name that does not resolve is a missing hosts line",
+    ctx: source("F3", "service"),
+    failure: { check: "resolve", name: "mgn.us-east-1.ferry.lab", error: "ENOTFOUND" },
+    code: "HOSTS_LINE_MISSING",
+    cause: /no hosts line .* for mgn\.us-east-1\.ferry\.lab/,
+    fix: /\/etc\/hosts/,
+  },
+  {
+    name: "a name resolving to a public address",
+    ctx: source("F3", "service"),
+    failure: { check: "resolve-address", name: "mgn.example", addresses: ["52.1.2.3"] },
+    code: "NAME_WRONG_ADDRESS",
+    cause: /public address/,
+    fix: /private IP/,
+  },
+  {
+    name: "a pinned CA that is not in the chain is a wrong fingerprint",
+    ctx: source("F2", "service"),
+    failure: {
+      check: "tls",
+      address: "10.20.0.10:443",
+      error: "CA_FINGERPRINT_MISMATCH",
+      pinned: "AA:BB",
+      presented: ["CC:DD"],
+    },
+    code: "CA_FINGERPRINT_MISMATCH",
+    cause: /wrong CA fingerprint/,
+    fix: /fingerprint `ferry server` prints/,
+  },
+  {
+    name: "a certificate without the name",
+    ctx: source("F2", "service"),
+    failure: {
+      check: "tls",
+      address: "10.20.0.10:443",
+      error: "ERR_TLS_CERT_ALTNAME_INVALID",
+      name: "mgn.x",
+    },
+    code: "TLS_NAME_MISMATCH",
+    cause: /not in its certificate/,
+    fix: /name in the certificate/,
+  },
+  {
+    name: "an untrusted certificate",
+    ctx: source("F2", "service"),
+    failure: { check: "tls", address: "10.20.0.10:443", error: "SELF_SIGNED_CERT_IN_CHAIN" },
+    code: "TLS_UNTRUSTED",
+    cause: /not signed by the CA/,
+    fix: /--ca-file/,
+  },
+  {
+    name: "a refused signature for an expired date is clock skew",
+    ctx: source("F2", "service"),
+    failure: { check: "clock", skewSeconds: 3600, via: "sigv4" },
+    code: "CLOCK_SKEW",
+    cause: /clock skew/,
+    fix: /NTP/,
+  },
+  {
+    name: "an unknown key",
+    ctx: source("F2", "service"),
+    failure: { check: "auth", errorType: "UnrecognizedClientException", message: "unknown" },
+    code: "AUTH_REJECTED",
+    cause: /unknown to this control plane/,
+    fix: /install-scoped key/,
+  },
+  {
+    name: "no replicator assigned",
+    ctx: source("F7", "replicator"),
+    failure: { check: "assignment", reason: "none" },
+    code: "NO_REPLICATOR_ASSIGNED",
+    cause: /no live replicator/,
+    fix: /ferry replicator run --join/,
+  },
+  {
+    name: "the replicator refuses the source's certificate",
+    ctx: source("F7", "replicator"),
+    failure: { check: "pairing", address: "10.20.0.30:1500", error: "CLOSED" },
+    code: "PAIRING_REFUSED",
+    cause: /does not trust the control plane/,
+    fix: /same control plane/,
+  },
+  {
+    name: "half-open connections on the replicator are the return route",
+    ctx: { flow: "F7", role: "replicator", side: "replicator" },
+    failure: { check: "return-path", peers: ["10.10.0.10"], port: 1500 },
+    code: "RETURN_ROUTE_MISSING",
+    cause: /no route back to 10\.10\.0\.10/,
+    fix: /ip route add/,
+  },
+  {
+    name: "a package that is not published",
+    ctx: source("F1", "object-store"),
+    failure: { check: "http", url: "https://b.s3/latest/linux/x.sha256", status: 404 },
+    code: "PACKAGE_NOT_PUBLISHED",
+    cause: /not in the bucket/,
+    fix: /ferry release publish/,
+  },
+  {
+    name: "a slow probe",
+    ctx: source("F7", "replicator"),
+    failure: { check: "throughput", bytesPerSecond: 1000, minimumBytesPerSecond: 1048576 },
+    code: "SLOW_DATA_PLANE",
+    cause: /slower/,
+    fix: /bandwidthThrottling/,
+  },
+];
+
+for (const c of cases) {
+  test(`classify: ${c.name}`, () => {
+    const v = classifyFailure(c.ctx, c.failure);
+    assert.equal(v.code, c.code);
+    assert.match(v.cause, c.cause);
+    assert.match(v.fix, c.fix);
+    assert.ok(v.observed.length > 0);
+  });
+}
+
+test("classify: timeout, reset, no route and an unresolved name read differently", () => {
+  const ctx = source("F7", "replicator");
+  const observed = ["ETIMEDOUT", "ECONNREFUSED", "EHOSTUNREACH"].map(
+    (e) => classifyFailure(ctx, connect(e)).observed,
+  );
+  assert.equal(new Set(observed).size, 3);
+  assert.match(observed[0]!, /timed out/);
+  assert.match(observed[1]!, /refused/);
+  assert.match(observed[2]!, /no route/i);
+});
+
+test("the agent's data-plane errors map to F7 failures", () => {
+  const table: [string, string | undefined][] = [
+    ["REPLICATOR_TIMEOUT", "SG_1500_MISSING"],
+    ["REPLICATOR_REFUSED", "PORT_REFUSED"],
+    ["REPLICATOR_NO_ROUTE", "NO_ROUTE"],
+    ["REPLICATOR_FINGERPRINT_MISMATCH", "REPLICATOR_FINGERPRINT_MISMATCH"],
+    ["REPLICATOR_CLOSED", "PAIRING_REFUSED"],
+    ["DISK_EMPTY", undefined],
+  ];
+  for (const [code, want] of table) {
+    const f = dataPlaneFailure(code, "10.20.0.30", 1500, "PRIVATE_IP");
+    assert.equal(f && classifyFailure(source("F7", "replicator"), f).code, want, code);
+  }
+  const pub = dataPlaneFailure("REPLICATOR_TIMEOUT", "198.51.100.30", 1500, "PUBLIC_IP")!;
+  assert.equal(classifyFailure(source("F7", "replicator"), pub).code, "PUBLIC_IP_ON_PRIVATE_LINK");
+});
+
+test("MGN steps and errors map to flows and back", () => {
+  assert.equal(flowForMgnFailure("CONNECT_AGENT_TO_REPLICATION_SERVER"), "F7");
+  assert.equal(flowForMgnFailure("FAILED_TO_CONNECT_AGENT_TO_REPLICATION_SERVER"), "F7");
+  assert.equal(flowForMgnFailure("AUTHENTICATE_WITH_SERVICE"), "F4");
+  assert.equal(flowForMgnFailure("DOWNLOAD_REPLICATION_SOFTWARE"), "F6");
+  assert.equal(flowForMgnFailure("AGENT_NOT_SEEN"), "F2");
+  assert.equal(flowForMgnFailure("SNAPSHOTS_FAILURE"), undefined);
+  assert.deepEqual(mgnFailureForFlow("F7", "SG_1500_MISSING"), {
+    step: "CONNECT_AGENT_TO_REPLICATION_SERVER",
+    error: "FAILED_TO_CONNECT_AGENT_TO_REPLICATION_SERVER",
+  });
+  assert.equal(mgnFailureForFlow("F7", "PAIRING_REFUSED").step, "PAIR_REPLICATION_SERVER_WITH_AGENT");
+  assert.match(
+    formatFinding({ flow: "F7", observed: "o", cause: "c", fix: "f" }),
+    /^F7 data plane .*: o — c\. Fix: f$/,
+  );
+});
