@@ -20,9 +20,12 @@ import {
   UserProvidedId,
 } from "./mgn-shapes.gen.ts";
 import { ReplicatorAssignment } from "./replicator.ts";
+import { ObservedFlowFailure } from "./flows.ts";
 
 export const AGENT_REGISTER_PATH = "/ferry/agent/register";
 export const AGENT_REPORT_PATH = "/ferry/agent/report";
+/** Read-only: what the control plane would answer a report with, for `ferry doctor`. */
+export const AGENT_ASSIGNMENT_PATH = "/ferry/agent/assignment";
 
 /**
  * The agent package as the control plane serves it (docs/installer.md):
@@ -129,6 +132,11 @@ export const AgentReportRequest = z.object({
   replicatorId: ReplicatorID.optional(),
   /** Updated hardware facts (a disk added, RAM changed). */
   sourceProperties: SourceProperties.optional(),
+  /**
+   * Ferry: the network flow the agent last saw fail (docs/private-network.md),
+   * while it is failing; absent once the flow works again.
+   */
+  failedFlow: ObservedFlowFailure.optional(),
 });
 export type AgentReportRequest = z.input<typeof AgentReportRequest>;
 
@@ -140,3 +148,22 @@ export const AgentReportResponse = z.object({
   reportIntervalSeconds: z.number(),
 });
 export type AgentReportResponse = z.infer<typeof AgentReportResponse>;
+
+export const AgentAssignmentRequest = z.object({ sourceServerID: SourceServerID });
+
+/**
+ * The assignment as the next report would answer it, plus both addresses of
+ * the replicator, so that `ferry doctor` can tell a wrong routing choice from
+ * a blocked port. Changes nothing.
+ */
+export const AgentAssignmentResponse = z.object({
+  sourceServerID: SourceServerID,
+  desiredReplicationState: DesiredReplicationState,
+  dataPlaneRouting: z.enum(["PRIVATE_IP", "PUBLIC_IP"]),
+  replicator: ReplicatorAssignment.optional(),
+  privateAddress: z.string().optional(),
+  publicAddress: z.string().optional(),
+  /** The control plane's clock (ISO 8601). */
+  serverTime: z.string(),
+});
+export type AgentAssignmentResponse = z.infer<typeof AgentAssignmentResponse>;
