@@ -17,6 +17,7 @@ import type {
 } from "./mgn-shapes.gen.ts";
 import type { AgentReplicationState, DesiredReplicationState } from "./agent-api.ts";
 import { isoDateTime, isoDuration } from "./duration.ts";
+import type { ObservedFlowFailure } from "./flows.ts";
 import type { LaunchedInstanceDetails } from "./launch.ts";
 
 export interface AgentStatus {
@@ -40,6 +41,8 @@ export interface AgentStatus {
   lastContinuousAt?: number;
   /** When the initial sync first completed: the server is launchable from then on. */
   initialSyncCompletedAt?: number;
+  /** The network flow the agent last reported failing (Ferry; see flows.ts). */
+  failedFlow?: ObservedFlowFailure;
 }
 
 export interface SourceServerRecord {
@@ -129,7 +132,7 @@ export function computeDataReplicationInfo(
         dataReplicationState: "STALLED",
         dataReplicationError: {
           error: "AGENT_NOT_SEEN",
-          rawError: `No report from the agent since ${isoDateTime(seen)}`,
+          rawError: `No report from the agent since ${isoDateTime(seen)}: flow F2 (service from the source, 443) is the likely block; run \`ferry doctor --source\` on the source`,
         },
       },
       a,
