@@ -24,6 +24,8 @@ export function applyAgentReport(
   if (report.replicatedDisks) a.disks = report.replicatedDisks;
   if (report.dataReplicationError) a.error = report.dataReplicationError;
   else delete a.error;
+  if (report.failedFlow) a.failedFlow = report.failedFlow;
+  else delete a.failedFlow;
   if (report.lastSnapshotDateTime) a.lastSnapshotDateTime = report.lastSnapshotDateTime;
   if (report.replicatorId) a.replicatorId = report.replicatorId;
   if (report.sourceProperties)
