@@ -9,6 +9,8 @@
  */
 import { FerryError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { dataPlaneFailure, findingFor } from "../model/flow-classify.ts";
+import { mgnFailureForFlow, formatFinding, type ObservedFlowFailure } from "../model/flows.ts";
 import type { ContinuousStatus } from "./continuous.ts";
 import { type SyncProgress, replicateDisk } from "./sync.ts";
 import { Throttle } from "./throttle.ts";
@@ -29,7 +31,8 @@ export interface DriverAssignment {
 export interface DriverAnswer {
   desiredReplicationState: "RUNNING" | "PAUSED" | "STOPPED" | "DISCONNECTED";
   replicator?: DriverAssignment | undefined;
-  replicationConfiguration?: { bandwidthThrottling?: number | undefined } | undefined;
+  replicationConfiguration?:
+    { bandwidthThrottling?: number | undefined; dataPlaneRouting?: string | undefined } | undefined;
 }
 
 export interface DriverOptions {
@@ -83,6 +86,9 @@ export class ReplicationDriver {
   private running: Promise<void> | undefined;
   private target: string | undefined;
   private lastFailure: { error: string; step: string; rawError: string } | undefined;
+  /** The network flow behind the last connection failure, while no disk is connected. */
+  private failedFlow: ObservedFlowFailure | undefined;
+  private routing: "PRIVATE_IP" | "PUBLIC_IP" | undefined;
 
   constructor(o: DriverOptions) {
     this.o = o;
@@ -99,6 +105,8 @@ export class ReplicationDriver {
   async apply(answer: DriverAnswer): Promise<void> {
     const mbps = answer.replicationConfiguration?.bandwidthThrottling ?? 0;
     if (mbps !== this.throttle.mbps) this.throttle.setMbps(mbps);
+    const routing = answer.replicationConfiguration?.dataPlaneRouting;
+    this.routing = routing === "PUBLIC_IP" || routing === "PRIVATE_IP" ? routing : undefined;
     const want =
       answer.desiredReplicationState === "RUNNING" && answer.replicator
         ? `${answer.replicator.replicatorId}@${answer.replicator.address}#${answer.replicator.certFingerprint}`
@@ -122,11 +130,11 @@ export class ReplicationDriver {
               await this.replicate(run, host, port, assignment, controller.signal);
             } catch (err) {
               if (controller.signal.aborted) break;
-              const c = classify(err);
-              this.lastFailure = { ...c, rawError: (err as Error).message };
+              const c = this.observeFailure(run, err, host, port) ?? classify(err);
+              this.lastFailure = { ...c, rawError: run.error?.rawError ?? (err as Error).message };
               run.phase = "STALLED";
               run.connected = false;
-              run.error = { error: c.error, rawError: (err as Error).message };
+              run.error ??= { error: c.error, rawError: (err as Error).message };
               this.o.log.warn("replication failed; retrying", {
                 disk: run.diskId,
                 error: (err as Error).message,
@@ -137,6 +145,47 @@ export class ReplicationDriver {
         }),
       );
     })();
+  }
+
+  /**
+   * A connection failure the sync retries by itself (it only logs it) or one
+   * that ended a run: when it is the network's, it becomes the failed flow
+   * of the report, with MGN's step and error for it.
+   */
+  private observeFailure(
+    run: DiskRun,
+    err: unknown,
+    host: string,
+    port: number,
+  ): { error: string; step: string } | undefined {
+    const code = err instanceof FerryError ? err.code : "";
+    const failure = dataPlaneFailure(code, host, port, this.routing);
+    if (!failure) return undefined;
+    const finding = findingFor({ flow: "F7", role: "replicator", side: "source" }, failure);
+    const mgn = mgnFailureForFlow("F7", finding.code);
+    this.failedFlow = { ...finding, ok: false, at: new Date().toISOString() };
+    this.lastFailure = { error: mgn.error, step: mgn.step, rawError: formatFinding(finding) };
+    run.connected = false;
+    run.error = { error: mgn.error, rawError: formatFinding(finding) };
+    return mgn;
+  }
+
+  /** The driver's logger for one disk's sync: reconnect warnings carry the failure's code. */
+  private tap(run: DiskRun, host: string, port: number): Logger {
+    const log = this.o.log;
+    const observe = (fields?: Record<string, unknown>) => {
+      if (typeof fields?.code === "string") {
+        this.observeFailure(run, new FerryError(fields.code, String(fields.error ?? "")), host, port);
+      }
+    };
+    return {
+      ...log,
+      warn: (msg, fields) => {
+        observe(fields);
+        log.warn(msg, fields);
+      },
+      child: (fields) => log.child(fields),
+    };
   }
 
   private async replicate(
@@ -160,6 +209,7 @@ export class ReplicationDriver {
     const onProgress = (p: SyncProgress) => {
       run.connected = true;
       delete run.error;
+      this.failedFlow = undefined;
       run.phase = p.mode === "rescan" ? "RESCAN" : "INITIAL_SYNC";
       run.replicated = p.mode === "rescan" ? run.replicated : p.ackedOffset;
       run.rescanned = p.rescannedBytes;
@@ -167,6 +217,7 @@ export class ReplicationDriver {
     };
     const onStatus = (st: ContinuousStatus) => {
       run.connected = true;
+      this.failedFlow = undefined;
       run.phase = st.dataReplicationState;
       run.replicated = run.disk.bytes;
       run.rescanned = st.rescannedBytes;
@@ -190,7 +241,7 @@ export class ReplicationDriver {
         throttle: this.throttle,
         signal,
         maxReconnects: Number.POSITIVE_INFINITY,
-        log: this.o.log,
+        log: this.tap(run, host, port),
         onProgress,
         continuous: { tracker: run.tracker, onStatus },
       });
@@ -222,6 +273,7 @@ export class ReplicationDriver {
     initiationSteps?: { name: string; status: string }[];
     dataReplicationError?: { error: string; rawError: string };
     replicatorId?: string;
+    failedFlow?: ObservedFlowFailure;
   } {
     const order: DiskPhase[] = ["STALLED", "INITIATING", "RESCAN", "INITIAL_SYNC", "BACKLOG", "CONTINUOUS"];
     const state = this.runs.reduce<DiskPhase>(
@@ -251,6 +303,7 @@ export class ReplicationDriver {
     } else if (this.lastFailure) {
       fields.initiationSteps = [{ name: this.lastFailure.step, status: "FAILED" }];
     }
+    if (!connected && this.failedFlow) fields.failedFlow = this.failedFlow;
     return fields;
   }
 
