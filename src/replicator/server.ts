@@ -11,6 +11,10 @@ import { FerryError } from "../lib/errors.ts";
 import { sourceServerCommonName } from "../model/replicator.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { FramedConnection, type HelloFrame } from "../wire/index.ts";
+import { LocalDirectoryStore } from "./store/local-directory-store.ts";
+import type { ObjectStore } from "./store/object-store.ts";
+import { PROBE_ALPN } from "../wire/probe.ts";
+import { serveProbe } from "./probe.ts";
 import {
   type Authorize,
   Session,
@@ -21,6 +25,8 @@ import {
 
 export interface ReplicatorOptions {
   dataDir: string;
+  /** Where staging volumes live. @default a LocalDirectoryStore on `dataDir` */
+  store?: ObjectStore;
   /** @default "0.0.0.0" */
   host?: string;
   /** @default 1500 */
@@ -119,8 +125,10 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   };
   const sessions = new Set<Session>();
   const byDisk = new Map<string, Session>();
+  const store = options.store ?? new LocalDirectoryStore(options.dataDir);
   const host: SessionHost = {
     dataDir: options.dataDir,
+    store,
     limits,
     authorize: options.authorize,
     log,
@@ -145,6 +153,8 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     key: options.tls.keyPem,
     minVersion: "TLSv1.3",
     handshakeTimeout: limits.helloTimeoutMs,
+    // `ferry doctor`'s data-plane probe asks for itself by ALPN; agents negotiate none.
+    ALPNCallback: ({ protocols }) => (protocols.includes(PROBE_ALPN) ? PROBE_ALPN : undefined),
     ...(mtls
       ? { requestCert: true, rejectUnauthorized: true, ...(options.clientCa ? { ca: options.clientCa } : {}) }
       : {}),
@@ -152,6 +162,7 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   server.maxConnections = options.maxConnections ?? 256;
   server.on("secureConnection", (socket: TLSSocket) => {
     socket.setNoDelay(true);
+    if (socket.alpnProtocol === PROBE_ALPN) return serveProbe(socket);
     const conn = new FramedConnection(socket, { maxFrameLength: limits.maxDataLength + 64 * 1024 });
     const certificate = mtls ? socket.getPeerX509Certificate() : undefined;
     const session = new Session(conn, host, {
