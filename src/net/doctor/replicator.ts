@@ -1,0 +1,130 @@
+/**
+ * `ferry doctor --replicator`: the flows a replicator host needs — F3 (the
+ * endpoints' names), F4 (the service: TCP, TLS and the CA pin, the clock, a
+ * signed call with the replicator's key), F6 (the object store, when given)
+ * — and F7 seen from this side: the data-plane port listens, and no
+ * connection from a source stays half-open (a SYN that arrived but whose
+ * reply has no way back: the return route).
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import type { SignedClientCredentials } from "../../lib/signed-client.ts";
+import type { StaticHosts } from "../../lib/static-resolve.ts";
+import { type DoctorFinding, type FlowRun, failed, newRun, passed, summarize } from "./checks.ts";
+import { checkClock, checkPackage, checkSignedCall, checkTcpTls } from "./endpoint.ts";
+import { checkNames } from "./names.ts";
+import { tcpConnect } from "./probes.ts";
+import { AGENT_PACKAGE_FILE } from "./source.ts";
+
+const run = promisify(execFile);
+
+export interface ReplicatorDoctorOptions {
+  /** The control plane joined (`--join`). */
+  endpoint: string;
+  region: string;
+  credentials?: SignedClientCredentials;
+  caPem?: string;
+  caFingerprint?: string;
+  hosts?: StaticHosts;
+  s3?: { endpoint: string; bucket: string; pathStyle: boolean; caPem?: string };
+  /** Where the replicator listens for agents (host:port). @default 127.0.0.1:1500 */
+  listen?: { host: string; port: number };
+  /** @default 5000 */
+  timeoutMs?: number;
+}
+
+function hostPort(spec: string, defaultPort: number): { host: string; port: number } {
+  const u = new URL(spec.includes("://") ? spec : `https://${spec}`);
+  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : defaultPort };
+}
+
+/** Peers whose connections to `port` are half-open here (SYN received, handshake not completed). */
+export async function halfOpenPeers(port: number): Promise<string[] | undefined> {
+  try {
+    const { stdout } = await run("ss", ["-Htn", "state", "syn-recv", `( sport = :${port} )`], {
+      timeout: 5000,
+    });
+    const peers = stdout
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/).pop() ?? "")
+      .filter(Boolean)
+      .map((p) =>
+        p
+          .replace(/:\d+$/, "")
+          .replace(/^\[|\]$/g, "")
+          .replace(/^::ffff:/, ""),
+      );
+    return [...new Set(peers)];
+  } catch {
+    return undefined; // no ss here: the check is skipped
+  }
+}
+
+export async function runReplicatorDoctor(o: ReplicatorDoctorOptions): Promise<DoctorFinding[]> {
+  const timeoutMs = o.timeoutMs ?? 5000;
+  const service = hostPort(o.endpoint, 443);
+  const s3 = o.s3 ? hostPort(o.s3.endpoint.replace(/^\*\./, ""), 443) : undefined;
+  const s3Name = s3 && o.s3 ? (o.s3.pathStyle ? s3.host : `${o.s3.bucket}.${s3.host}`) : undefined;
+  const names = newRun("F3", "service");
+  const resolved = await checkNames(names, [service.host, ...(s3Name ? [s3Name] : [])], o.hosts);
+  const runs: FlowRun[] = [names];
+
+  const f4 = newRun("F4", "service");
+  runs.push(f4);
+  let localAddress: string | undefined;
+  const serviceAddress = resolved.get(service.host);
+  if (!serviceAddress) Object.assign(f4, { skipped: `${service.host} does not resolve`, blockedBy: "F3" });
+  else {
+    const t = {
+      name: service.host,
+      port: service.port,
+      address: serviceAddress,
+      timeoutMs,
+      ...(o.caPem ? { caPem: o.caPem } : {}),
+      ...(o.caFingerprint ? { caFingerprint: o.caFingerprint } : {}),
+    };
+    const ok = await checkTcpTls(f4, t);
+    if (ok) {
+      localAddress = ok.localAddress;
+      if ((await checkClock(f4, t, ok.caPem)) && o.credentials) {
+        await checkSignedCall(f4, { ...t, region: o.region, credentials: o.credentials }, ok.caPem);
+      }
+    }
+  }
+
+  if (s3 && s3Name && o.s3) {
+    const f6 = newRun("F6", "object-store");
+    runs.push(f6);
+    const address = resolved.get(s3Name);
+    if (!address) Object.assign(f6, { skipped: `${s3Name} does not resolve`, blockedBy: "F3" });
+    else {
+      const t = {
+        name: s3Name,
+        port: s3.port,
+        address,
+        timeoutMs,
+        ...(o.s3.caPem ? { caPem: o.s3.caPem } : {}),
+      };
+      const ok = await checkTcpTls(f6, t);
+      if (ok) {
+        const path = `${o.s3.pathStyle ? `/${o.s3.bucket}` : ""}/latest/linux/${AGENT_PACKAGE_FILE}.sha256`;
+        await checkPackage(f6, t, new URL(`https://${s3Name}:${s3.port}${path}`), ok.caPem);
+      }
+    }
+  }
+
+  const f7 = newRun("F7", "replicator");
+  runs.push(f7);
+  const listen = o.listen ?? { host: "127.0.0.1", port: 1500 };
+  const dial = listen.host === "0.0.0.0" || listen.host === "::" ? "127.0.0.1" : listen.host;
+  const tcp = await tcpConnect(dial, listen.port, timeoutMs);
+  if (!tcp.ok) failed(f7, "listen", { check: "connect", address: dial, port: listen.port, error: tcp.error });
+  else {
+    passed(f7, "listen", `the replicator listens on ${dial}:${listen.port}`);
+    const peers = await halfOpenPeers(listen.port);
+    if (peers === undefined) passed(f7, "return-path", "not checked (no `ss` on this host)");
+    else if (peers.length) failed(f7, "return-path", { check: "return-path", peers, port: listen.port });
+    else passed(f7, "return-path", "no half-open connections from sources");
+  }
+  return summarize(runs, "replicator", localAddress);
+}

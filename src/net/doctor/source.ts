@@ -1,0 +1,143 @@
+/**
+ * `ferry doctor --source`: every flow a source server needs, in the order an
+ * operator meets them — F3 (the endpoints' names), F1 (the object store,
+ * where the installer comes from), F2 (the service: TCP, TLS and the CA pin,
+ * the clock, a signed call) and F7 (the assigned replicator on the address
+ * `dataPlaneRouting` selects, the return path, the pairing, a short
+ * throughput probe).
+ */
+import type { SignedClientCredentials } from "../../lib/signed-client.ts";
+import type { StaticHosts } from "../../lib/static-resolve.ts";
+import type { AgentAssignmentResponse } from "../../model/agent-api.ts";
+import type { ReplicatorAssignment } from "../../model/replicator.ts";
+import { type DoctorFinding, type FlowRun, hasFailed, newRun, passed, summarize } from "./checks.ts";
+import { checkDataPlane } from "./data-plane.ts";
+import { checkClock, checkPackage, checkSignedCall, checkTcpTls } from "./endpoint.ts";
+import { checkNames } from "./names.ts";
+
+/** The installer's package, whose hash file the F1 check fetches. */
+export const AGENT_PACKAGE_FILE = "ferry-agent-linux-x64.tar.gz";
+
+export interface SourceDoctorOptions {
+  /** The control plane, https://host[:port]. */
+  endpoint: string;
+  region: string;
+  /** The install key (before registration) or the agent's own key. */
+  credentials?: SignedClientCredentials;
+  caPem?: string;
+  caFingerprint?: string;
+  hosts?: StaticHosts;
+  /** The object-store endpoint the installer downloads from (host[:port]). */
+  s3?: { endpoint: string; bucket: string; pathStyle: boolean; caPem?: string };
+  /** Set once registered. */
+  sourceServerID?: string;
+  /** The data-plane client certificate issued at registration. */
+  clientCertificate?: { certPem: string; keyPem: string };
+  /** The assignment kept at registration, used when the control plane cannot be asked. */
+  storedAssignment?: ReplicatorAssignment;
+  /** Per probe. @default 5000 */
+  timeoutMs?: number;
+  /** @default 4 MiB */
+  probeBytes?: number;
+}
+
+function hostPort(spec: string, defaultPort: number): { host: string; port: number } {
+  const u = new URL(spec.includes("://") ? spec : `https://${spec}`);
+  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : defaultPort };
+}
+
+export async function runSourceDoctor(o: SourceDoctorOptions): Promise<DoctorFinding[]> {
+  const timeoutMs = o.timeoutMs ?? 5000;
+  const service = hostPort(o.endpoint, 443);
+  const s3 = o.s3 ? hostPort(o.s3.endpoint.replace(/^\*\./, ""), 443) : undefined;
+  const s3Name = s3 && o.s3 ? (o.s3.pathStyle ? s3.host : `${o.s3.bucket}.${s3.host}`) : undefined;
+
+  const names = newRun("F3", "service");
+  const resolved = await checkNames(names, [service.host, ...(s3Name ? [s3Name] : [])], o.hosts);
+  const runs: FlowRun[] = [names];
+
+  if (s3 && s3Name && o.s3) {
+    const f1 = newRun("F1", "object-store");
+    runs.push(f1);
+    const address = resolved.get(s3Name);
+    if (!address) Object.assign(f1, { skipped: `${s3Name} does not resolve`, blockedBy: "F3" });
+    else {
+      const t = {
+        name: s3Name,
+        port: s3.port,
+        address,
+        timeoutMs,
+        ...(o.s3.caPem ? { caPem: o.s3.caPem } : {}),
+      };
+      const ok = await checkTcpTls(f1, t);
+      if (ok) {
+        const path = `${o.s3.pathStyle ? `/${o.s3.bucket}` : ""}/latest/linux/${AGENT_PACKAGE_FILE}.sha256`;
+        await checkPackage(f1, t, new URL(`https://${s3Name}:${s3.port}${path}`), ok.caPem);
+      }
+    }
+  }
+
+  const f2 = newRun("F2", "service");
+  runs.push(f2);
+  let assignment: AgentAssignmentResponse | undefined;
+  let localAddress: string | undefined;
+  const serviceAddress = resolved.get(service.host);
+  if (!serviceAddress) Object.assign(f2, { skipped: `${service.host} does not resolve`, blockedBy: "F3" });
+  else {
+    const t = {
+      name: service.host,
+      port: service.port,
+      address: serviceAddress,
+      timeoutMs,
+      ...(o.caPem ? { caPem: o.caPem } : {}),
+      ...(o.caFingerprint ? { caFingerprint: o.caFingerprint } : {}),
+    };
+    const ok = await checkTcpTls(f2, t);
+    if (ok) {
+      localAddress = ok.localAddress;
+      if ((await checkClock(f2, t, ok.caPem)) && o.credentials) {
+        const call = await checkSignedCall(
+          f2,
+          {
+            ...t,
+            region: o.region,
+            credentials: o.credentials,
+            ...(o.sourceServerID ? { sourceServerID: o.sourceServerID } : {}),
+          },
+          ok.caPem,
+        );
+        assignment = call?.assignment;
+      } else if (!o.credentials) passed(f2, "auth", "no credentials given: the signed call is not checked");
+    }
+  }
+
+  const f7 = newRun("F7", "replicator");
+  runs.push(f7);
+  if (!o.sourceServerID) {
+    f7.skipped = "this source is not registered yet (the installer registers it next)";
+  } else {
+    if (!assignment && hasFailed(f2) && o.storedAssignment) {
+      // The control plane cannot be asked: try the replicator it assigned at registration.
+      assignment = {
+        sourceServerID: o.sourceServerID,
+        desiredReplicationState: "RUNNING",
+        dataPlaneRouting: "PRIVATE_IP",
+        replicator: o.storedAssignment,
+        serverTime: "",
+      };
+    }
+    if (assignment) {
+      await checkDataPlane(f7, {
+        assignment,
+        timeoutMs,
+        ...(o.clientCertificate ? { clientCertificate: o.clientCertificate } : {}),
+        ...(o.probeBytes !== undefined ? { probeBytes: o.probeBytes } : {}),
+      });
+    } else
+      Object.assign(f7, {
+        skipped: "the control plane could not be asked which replicator",
+        blockedBy: hasFailed(f2) || f2.skipped ? "F2" : undefined,
+      });
+  }
+  return summarize(runs, "source", localAddress);
+}
