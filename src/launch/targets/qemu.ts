@@ -1,0 +1,170 @@
+/**
+ * The `qemu` target: boots the launched disks with qemu-system-x86_64 (KVM
+ * when /dev/kvm exists, software emulation otherwise). When the boot disk's
+ * root filesystem holds /boot/vmlinuz (and /boot/initrd.img), they are taken
+ * out with debugfs and booted directly with a serial console; otherwise the
+ * disk boots through the firmware like any PC. First boot is SUCCEEDED when
+ * the boot marker shows on the serial console, UNKNOWN when it has not by the
+ * timeout or qemu exits first.
+ */
+import { execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { LaunchTarget, TargetLaunch, TargetLaunchContext } from "./target.ts";
+import { FerryError } from "../../lib/errors.ts";
+
+const run = promisify(execFile);
+const QEMU = "qemu-system-x86_64";
+
+/** Copies `path` out of the ext2/3/4 filesystem in `image` (following one symlink); false when absent. */
+async function extract(image: string, path: string, out: string): Promise<boolean> {
+  for (let hop = 0, p = path; hop < 3; hop++) {
+    const { stdout } = await run("debugfs", ["-R", `stat ${p}`, image]).catch(() => ({ stdout: "" }));
+    if (!stdout.includes("Inode:")) return false;
+    const link = /Fast link dest: "([^"]+)"/.exec(stdout);
+    if (link) {
+      p = link[1]!.startsWith("/") ? link[1]! : `${p.slice(0, p.lastIndexOf("/") + 1)}${link[1]!}`;
+      continue;
+    }
+    await run("debugfs", ["-R", `dump ${p} ${out}`, image]);
+    return (await stat(out).catch(() => undefined))?.isFile() ?? false;
+  }
+  return false;
+}
+
+async function hasQemu(): Promise<boolean> {
+  return run(QEMU, ["--version"]).then(
+    () => true,
+    () => false,
+  );
+}
+
+function watchConsole(
+  child: ChildProcess,
+  consoleLog: string,
+  marker: string,
+  timeoutMs: number,
+): Promise<"SUCCEEDED" | "UNKNOWN"> {
+  return new Promise((resolve) => {
+    let exited = false;
+    child.once("exit", () => (exited = true));
+    const deadline = Date.now() + timeoutMs;
+    const poll = async () => {
+      const text = await readFile(consoleLog, "utf8").catch(() => "");
+      if (text.includes(marker)) return resolve("SUCCEEDED");
+      if (exited || Date.now() > deadline) return resolve("UNKNOWN");
+      setTimeout(() => void poll(), 250);
+    };
+    void poll();
+  });
+}
+
+export function createQemuTarget(): LaunchTarget {
+  const running = new Map<string, ChildProcess>();
+
+  async function stop(instanceId: string, dir?: string): Promise<void> {
+    const child = running.get(instanceId);
+    running.delete(instanceId);
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await gone;
+      clearTimeout(t);
+      return;
+    }
+    // A qemu left by an earlier control plane process: its pid file says which.
+    if (dir) {
+      const pid = Number((await readFile(join(dir, "qemu.pid"), "utf8").catch(() => "")).trim());
+      if (Number.isInteger(pid) && pid > 1) {
+        const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+        if (cmd.includes(dir)) process.kill(pid, "SIGKILL");
+      }
+    }
+  }
+
+  return {
+    name: "qemu",
+    async launch(ctx: TargetLaunchContext): Promise<TargetLaunch> {
+      const disks = ctx.disks.map((d) => ({
+        diskId: d.diskId,
+        path: d.path,
+        format: "raw" as const,
+        bytes: d.bytes,
+      }));
+      if (ctx.disposition === "STOPPED") return { disks, firstBoot: "STOPPED" };
+      if (!(await hasQemu()))
+        throw new FerryError(
+          "QEMU_MISSING",
+          `The qemu target needs ${QEMU} on the control plane host; install qemu-system-x86 or use the image target.`,
+        );
+      const boot = ctx.disks[0];
+      if (!boot) throw new FerryError("NO_DISKS", "The snapshot has no disks to boot.");
+      const kernel = join(ctx.dir, "vmlinuz");
+      const initrd = join(ctx.dir, "initrd.img");
+      const direct = await extract(boot.path, "/boot/vmlinuz", kernel);
+      const haveInitrd = direct && (await extract(boot.path, "/boot/initrd.img", initrd));
+      const consoleLog = join(ctx.dir, "console.log");
+      const kvm = existsSync("/dev/kvm");
+      const args = [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-accel",
+        kvm ? "kvm" : "tcg",
+        "-m",
+        String(ctx.settings.memoryMiB ?? 256),
+        "-smp",
+        "1",
+        "-nic",
+        "none",
+        "-no-reboot",
+        "-serial",
+        `file:${consoleLog}`,
+        "-pidfile",
+        join(ctx.dir, "qemu.pid"),
+      ];
+      ctx.disks.forEach((d) => args.push("-drive", `file=${d.path},format=raw,if=virtio,cache=unsafe`));
+      if (direct) {
+        args.push("-kernel", kernel, "-append", "console=ttyS0 root=/dev/vda rw panic=-1");
+        if (haveInitrd) args.push("-initrd", initrd);
+      }
+      const child = spawn(QEMU, args, { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr?.on("data", (c: Buffer) => {
+        if (stderr.length < 4096) stderr += c.toString("utf8");
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once("spawn", () => resolve());
+        child.once("error", reject);
+      });
+      running.set(ctx.instanceId, child);
+      child.once("exit", (code, signal) => {
+        if (running.get(ctx.instanceId) === child) running.delete(ctx.instanceId);
+        ctx.logger.info("qemu instance exited", {
+          instanceId: ctx.instanceId,
+          code,
+          signal,
+          stderr: stderr.trim(),
+        });
+      });
+      const timeoutMs = (ctx.settings.bootTimeoutSeconds ?? 120) * 1000;
+      const firstBootResult = watchConsole(child, consoleLog, ctx.settings.bootMarker ?? "login:", timeoutMs);
+      return {
+        disks,
+        firstBoot: "WAITING",
+        firstBootResult,
+        ...(child.pid !== undefined ? { pid: child.pid } : {}),
+        consoleLog,
+      };
+    },
+    terminate: stop,
+    async close() {
+      await Promise.all([...running.keys()].map((id) => stop(id)));
+    },
+  };
+}
