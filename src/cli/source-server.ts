@@ -20,7 +20,11 @@ async function loadServers(o: StoreFlags): Promise<SourceServer[]> {
   try {
     const now = cp.options.now();
     const opts = { agentNotSeenAfterMs: cp.options.agentNotSeenAfterSeconds * 1000 };
-    return (await cp.store.sourceServers.list()).map((r) => toSourceServer(r, now, opts));
+    // Ferry's addition: the network flow the agent last reported failing (docs/private-network.md).
+    return (await cp.store.sourceServers.list()).map((r) => ({
+      ...toSourceServer(r, now, opts),
+      ...(r.agent.failedFlow ? { failedFlow: r.agent.failedFlow } : {}),
+    }));
   } finally {
     await cp.close();
   }
