@@ -25,23 +25,33 @@ export function registerLab(program: Command, ctx: CliContext): void {
     .option("--replicators <n>", "replicators in the staging network", replicatorCount, 1)
     .option("--region <region>", "the control plane's region", "us-east-1")
     .option("--no-publish", "do not build and publish the agent package to the object store")
+    .option("--network-only", "build the networks, rules and hosts files only; start no service")
     .option("--json", "print the lab's state as JSON")
-    .action(async (o: { replicators: number; region: string; publish: boolean; json?: boolean }) => {
-      const { startLab, requireRoot } = await import("../net/lab/lab.ts");
-      requireRoot();
-      const l = await startLab({ replicators: o.replicators, region: o.region, env: ctx.env });
-      if (o.publish) {
-        try {
-          await l.publishAgentPackage();
-        } catch (err) {
-          await l.close();
-          throw err;
+    .action(
+      async (o: {
+        replicators: number;
+        region: string;
+        publish: boolean;
+        networkOnly?: boolean;
+        json?: boolean;
+      }) => {
+        const { startLab, requireRoot } = await import("../net/lab/lab.ts");
+        requireRoot();
+        const services = !o.networkOnly;
+        const l = await startLab({ replicators: o.replicators, region: o.region, services, env: ctx.env });
+        if (services && o.publish) {
+          try {
+            await l.publishAgentPackage();
+          } catch (err) {
+            await l.close();
+            throw err;
+          }
         }
-      }
-      if (o.json) return writeJson(ctx.stdout, l.state);
-      const { describeLab } = await import("../net/lab/describe.ts");
-      for (const line of describeLab(l.state)) writeLine(ctx.stdout, line);
-    });
+        if (o.json) return writeJson(ctx.stdout, l.state);
+        const { describeLab } = await import("../net/lab/describe.ts");
+        for (const line of describeLab(l.state)) writeLine(ctx.stdout, line);
+      },
+    );
 
   lab
     .command("down")
@@ -49,7 +59,10 @@ export function registerLab(program: Command, ctx: CliContext): void {
       "tear a lab down by its state file (without an id: labs made by `ferry lab up` and labs whose test run is gone); harmless when nothing is left",
     )
     .argument("[id]", "the lab to remove")
-    .option("--all", "also labs whose owning test run is still alive")
+    .option(
+      "--all",
+      "also labs whose owning test run is still alive, and lab namespaces no state file claims",
+    )
     .option("--json", "print what was removed as JSON")
     .action(async (id: string | undefined, o: { all?: boolean; json?: boolean }) => {
       const { requireRoot } = await import("../net/lab/lab.ts");

@@ -57,7 +57,7 @@ export interface DownResult {
 
 /**
  * The labs `ferry lab down` removes: the one named, or every lab made by
- * hand and every lab whose owning process is gone (all with `all`); and
+ * hand and every lab whose owning process is gone; with `all`, every lab, and
  * namespaces named like a lab's that no state file claims.
  */
 export async function downLabs(o: {
@@ -76,7 +76,9 @@ export async function downLabs(o: {
     }
     result.labs.push(await tearDown(s, env));
   }
-  if (!o.id) {
+  // Namespaces no state file claims can only come from a run that died before its first save, or
+  // from another registry (FERRY_LAB_STATE_DIR): removed only when asked for everything.
+  if (!o.id && o.all) {
     for (const ns of await orphanNamespaces(new Set(states.map((s) => s.id)))) {
       const pids = await tryRun("ip", ["netns", "pids", ns]);
       for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {

@@ -35,6 +35,8 @@ export interface LabOptions extends LabPlanOptions {
   parentDir?: string;
   /** A process whose death makes the lab stale (a test run); none for `ferry lab up`. */
   ownerPid?: number;
+  /** Start the object store, the control plane and the replicators. @default true */
+  services?: boolean;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -397,6 +399,7 @@ export async function startLab(o: LabOptions = {}): Promise<Lab> {
     await mkdir(join(source, "fake-root", "proc", "self"), { recursive: true });
     await writeFile(join(source, "fake-root", "proc", "self", "mountinfo"), "");
     await writeFile(join(source, "machine-id"), `${randomBytes(16).toString("hex")}\n`);
+    if (o.services === false) return lab;
     const [objectStore, controlPlane] = await Promise.all([startObjectStore(lab), startControlPlane(lab)]);
     const [operator, install, replicator] = await Promise.all(
       (["operator", "install", "replicator"] as const).map((scope) =>
