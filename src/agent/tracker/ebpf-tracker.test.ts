@@ -125,7 +125,11 @@ test("every block a workload on a mounted ext4 changes is in the drained extents
       const extents = tracker.drain();
       assert.ok(changed.length > 100, `the workload changed ${changed.length} blocks`);
       const missed = changed.filter((b) => !covered(extents, b * BS, BS));
-      assert.deepEqual(missed, [], `blocks changed but not reported: ${missed.slice(0, 10).join(", ")}`);
+      assert.deepEqual(
+        missed,
+        [],
+        `blocks changed but not reported: ${missed.slice(0, 10).join(", ")} (gap: ${JSON.stringify(tracker.gap)}; stats: ${JSON.stringify(tracker.stats())})`,
+      );
       const stats = tracker.stats();
       assert.ok(
         stats.writeBytes > 0 && stats.discardBytes > 0,

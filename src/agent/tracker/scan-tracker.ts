@@ -14,7 +14,7 @@ import type { Logger } from "../../lib/log.ts";
 import { HASH_BYTES, type HashList, blockCount, recordedHash } from "../../wire/index.ts";
 import { type BlockSource, type DirectMode, openBlockSource } from "../disk/block-source.ts";
 import { DirtyBitmap } from "./bitmap.ts";
-import { addGap } from "./gap.ts";
+import { DirtyState } from "./dirty-state.ts";
 import { type TrackedIdentity, TrackerStateStore, checkPreviousRun } from "./state.ts";
 import { readBootId } from "./device.ts";
 import {
@@ -22,7 +22,6 @@ import {
   DEFAULT_BLOCK_SIZE,
   type DirtyExtent,
   type TrackerGap,
-  type TrackerGapCode,
   type TrackerStats,
 } from "./types.ts";
 
@@ -101,25 +100,15 @@ export class ScanTracker implements ChangeTracker {
   readonly blockSize: number;
   private readonly opts: ScanTrackerOptions & { intervalMs: number };
   private readonly store: TrackerStateStore;
-  private bitmap: DirtyBitmap | undefined;
+  private readonly dirty: DirtyState;
   private known: Buffer | undefined;
   private size = 0;
   private identity: TrackedIdentity | undefined;
-  private currentGap: TrackerGap | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<ScanReport> | undefined;
   private state: "new" | "running" | "stopped" = "new";
   private lastRate = 0;
   private lastPassStart = 0;
-  private readonly counts: TrackerStats = {
-    events: 0,
-    writeBytes: 0,
-    discardBytes: 0,
-    lostEvents: 0,
-    dirtyBytes: 0,
-    restarts: 0,
-    scans: 0,
-  };
 
   constructor(options: ScanTrackerOptions) {
     const blockSize = options.blockSize ?? options.baseline?.hashBlockSize ?? DEFAULT_BLOCK_SIZE;
@@ -132,6 +121,7 @@ export class ScanTracker implements ChangeTracker {
     this.blockSize = blockSize;
     this.opts = { ...options, intervalMs: options.intervalMs ?? 60_000 };
     this.store = new TrackerStateStore(options.stateDir);
+    this.dirty = new DirtyState(options.devicePath, options.logger);
   }
 
   get deviceSize(): number {
@@ -139,7 +129,7 @@ export class ScanTracker implements ChangeTracker {
   }
 
   get gap(): TrackerGap | undefined {
-    return this.currentGap;
+    return this.dirty.gap;
   }
 
   async start(): Promise<void> {
@@ -158,7 +148,8 @@ export class ScanTracker implements ChangeTracker {
       await this.store.ensureDir();
       const marker = await this.store.readMarker();
       const saved = await this.store.readBitmap(source.size, this.blockSize);
-      this.bitmap = saved ?? new DirtyBitmap(source.size, this.blockSize);
+      const bitmap = saved ?? new DirtyBitmap(source.size, this.blockSize);
+      this.dirty.bitmap = bitmap;
       const baseline = this.opts.baseline;
       if (baseline) {
         // The reference is what the replica holds, so the first pass finds every
@@ -167,12 +158,12 @@ export class ScanTracker implements ChangeTracker {
         baseline.hashes.copy(this.known, 0, 0, Math.min(baseline.hashes.length, this.known.length));
         if (baseline.diskSize < source.size) {
           // Blocks the replica never had (and a last block that was short) differ.
-          this.bitmap.markRange(Math.floor(baseline.diskSize / this.blockSize) * this.blockSize, source.size);
+          bitmap.markRange(Math.floor(baseline.diskSize / this.blockSize) * this.blockSize, source.size);
         }
         firstPassNow = true;
       } else {
         const previous = checkPreviousRun(marker, identity, saved !== undefined, await readBootId());
-        if (previous) this.setGap(previous.code, previous.reason);
+        if (previous) this.dirty.setGap(previous.code, previous.reason);
         // Hash what is there now: the reference for later passes. (0xff… is no
         // block's recorded hash, so every block is hashed into place.)
         this.known = Buffer.alloc(blockCount(source.size, this.blockSize) * HASH_BYTES, 0xff);
@@ -206,7 +197,7 @@ export class ScanTracker implements ChangeTracker {
 
   /** One full pass now (or the one already running): marks every changed block dirty. */
   scanNow(): Promise<ScanReport> {
-    if (!this.known || !this.bitmap) return Promise.reject(new Error("scan tracker not started"));
+    if (!this.known || !this.dirty.bitmap) return Promise.reject(new Error("scan tracker not started"));
     this.running ??= this.pass().finally(() => (this.running = undefined));
     return this.running;
   }
@@ -220,19 +211,19 @@ export class ScanTracker implements ChangeTracker {
     try {
       source = await this.open();
       const { bytesRead } = await scanForChanges(source, this.known!, this.blockSize, (block, bytes) => {
-        this.bitmap!.markRange(block * this.blockSize, bytes);
+        this.dirty.bitmap!.markRange(block * this.blockSize, bytes);
         changedBlocks++;
         changedBytes += bytes;
       });
-      this.counts.scans++;
-      this.counts.events += changedBlocks;
-      this.counts.writeBytes += changedBytes;
+      this.dirty.counts.scans++;
+      this.dirty.counts.events += changedBlocks;
+      this.dirty.counts.writeBytes += changedBytes;
       const since = this.lastPassStart ? (started - this.lastPassStart) / 1000 : 0;
       this.lastRate = since > 0 ? changedBytes / since : 0;
       this.lastPassStart = started;
       return { startedAt, durationMs: performance.now() - started, bytesRead, changedBlocks, changedBytes };
     } catch (err) {
-      this.setGap("scan-failed", `a scan of ${this.opts.devicePath} failed: ${(err as Error).message}`);
+      this.dirty.setGap("scan-failed", `a scan of ${this.opts.devicePath} failed: ${(err as Error).message}`);
       throw err;
     } finally {
       await source?.close();
@@ -247,27 +238,16 @@ export class ScanTracker implements ChangeTracker {
     await this.scanNow();
   }
 
-  private setGap(code: TrackerGapCode, reason: string): void {
-    const fresh = this.currentGap === undefined;
-    this.currentGap = addGap(this.currentGap, code, reason);
-    if (fresh)
-      this.opts.logger?.warn("change tracking gap: a rescan is needed", {
-        device: this.opts.devicePath,
-        code,
-        reason,
-      });
-  }
-
   drain(): DirtyExtent[] {
-    return this.bitmap?.drain() ?? [];
+    return this.dirty.drain();
   }
 
   markDirty(extents: readonly DirtyExtent[]): void {
-    for (const x of extents) this.bitmap?.markRange(x.offset, x.length);
+    this.dirty.markDirty(extents);
   }
 
   acknowledgeGap(): void {
-    this.currentGap = undefined;
+    this.dirty.clearGap();
   }
 
   /** Bytes of changed blocks found per second between the starts of the last two passes. */
@@ -276,7 +256,7 @@ export class ScanTracker implements ChangeTracker {
   }
 
   stats(): TrackerStats {
-    return { ...this.counts, dirtyBytes: this.bitmap?.dirtyBytes ?? 0 };
+    return this.dirty.stats();
   }
 
   async stop(): Promise<void> {
@@ -287,14 +267,14 @@ export class ScanTracker implements ChangeTracker {
     this.state = "stopped";
     clearTimeout(this.timer);
     await this.running?.catch(() => undefined);
-    await this.store.writeBitmap(this.bitmap!);
+    await this.store.writeBitmap(this.dirty.bitmap!);
     await this.store.writeMarker({
       version: 1,
       kind: "scan",
       ...this.identity!,
       stoppedAt: new Date().toISOString(),
       bootId: await readBootId(),
-      ...(this.currentGap ? { gap: this.currentGap } : {}),
+      ...(this.dirty.gap ? { gap: this.dirty.gap } : {}),
     });
   }
 }
