@@ -33,11 +33,18 @@ test("a backlog that does not shrink for the window while the source writes: NOT
   assert.match(msg, /bandwidthThrottling/);
 });
 
+test("a backlog that shrinks only a little (< 10% a window) does not converge either", () => {
+  const step = driver();
+  let v;
+  for (let i = 0; i < 60; i++) v = step(100, (100 - i * 0.1) * MB, i * 0.1 * MB, 4 * MB);
+  assert.ok(v!.notConverging);
+});
+
 test("a large backlog that is shrinking is not NOT_CONVERGING; nor is one the source stopped adding to", () => {
   const step = driver();
   let v;
   for (let i = 0; i < 80; i++) {
-    v = step(100, (100 - i) * MB, i * MB, 2 * MB);
+    v = step(100, (100 - i) * MB, i * MB, 2 * MB); // 40% less over a 4 s window
     assert.equal(v.notConverging, undefined, `shrinking at step ${i}`);
   }
   const idle = driver();

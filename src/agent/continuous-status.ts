@@ -5,7 +5,7 @@
  *
  * NOT_CONVERGING means the replica will not catch up at this rate: the source
  * is writing, the backlog has not been empty for a whole window, and it did
- * not shrink over that window. A backlog that is large but shrinking is only
+ * not shrink (by 10% at least) over that window. A backlog that is large but shrinking is only
  * BACKLOG; a dirty set that stopped growing because the same blocks keep being
  * rewritten (the bitmap holds each block once) still does not converge, which
  * is why the rule looks at shrinking rather than growing.
@@ -41,6 +41,9 @@ export interface ConvergenceView {
     backlogBytes: number;
   };
 }
+
+/** Over a window, a backlog that shrank by less than this share is not converging (it would take 10+ windows). */
+const MIN_SHRINK = 0.1;
 
 interface Sample {
   t: number;
@@ -92,7 +95,7 @@ export class ConvergenceMeter {
         Math.min(...this.samples.filter((s) => s.t >= from && s.t <= to).map((s) => s.backlog));
       const early = floor(start, start + q);
       const late = floor(t - q, t);
-      if (Number.isFinite(early) && late >= early) {
+      if (Number.isFinite(early) && late >= early * (1 - MIN_SHRINK)) {
         view.notConverging = {
           forMs: behindMs,
           writeBytesPerSecond: x.writeBytesPerSecond,
