@@ -1,14 +1,15 @@
 /**
  * `ferry demo`: the migration job end to end on embedded defaults, as an
  * operator meets it. `ferry up` (control plane + a local replicator that
- * joins it), InitializeService, an install key, the agent's registration
- * (what the installer hands over to after downloading the package: disks, a
- * CSR for the per-server certificate), the agent service replicating to the
+ * joins it), InitializeService, the agent package published to the control
+ * plane and installed from there by ferry-installer-init with an install key
+ * (demo-install.ts: disks, a CSR for the per-server certificate), the agent
+ * service replicating to the
  * replicator the control plane assigned, the server reaching CONTINUOUS in the
  * MGN API, and a block-for-block verification of the replica.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { Agent } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { formatBytes, formatDuration, parseSize } from "../lib/units.ts";
 import { type CliContext, writeJson, writeLine } from "./context.ts";
 import { type DemoOptions, buildSampleDisk } from "./demo.ts";
 import { startEmbedded } from "./embedded.ts";
+import { demoInstall } from "./demo-install.ts";
 
 const run = promisify(execFile);
 
@@ -26,7 +28,7 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
   const { DescribeSourceServersCommand, InitializeServiceCommand, MgnClient } =
     await import("@aws-sdk/client-mgn");
   const { NodeHttpHandler } = await import("@smithy/node-http-handler");
-  const { installAgent, loadAgentConfig } = await import("../agent/install.ts");
+  const { loadAgentConfig } = await import("../agent/install.ts");
   const { runAgent } = await import("../agent/service.ts");
   const { diskIdFor } = await import("../agent/replication-driver.ts");
   const { hashDisk } = await import("../agent/hash-disk.ts");
@@ -65,30 +67,16 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
     });
     await mgn.send(new InitializeServiceCommand({}));
 
-    say("3. agent install: an install-scoped key registers the source server (CSR → per-server certificate)");
-    const installKey = await up.controlPlane.accessKeys.create("install", "ferry demo installer");
-    // The demo replicates its sample disk only: an empty /sys keeps this machine's own disks out.
-    const fakeRoot = join(work, "demo-root");
-    await mkdir(join(fakeRoot, "sys", "block"), { recursive: true });
-    await mkdir(join(fakeRoot, "proc", "self"), { recursive: true });
-    await writeFile(join(fakeRoot, "proc", "self", "mountinfo"), "");
-    await writeFile(
-      join(work, "machine-id"),
-      `${Buffer.from(work).toString("hex").padEnd(32, "0").slice(0, 32)}\n`,
-    );
-    const stateDir = join(work, "agent");
-    const installed = await installAgent({
+    const { stateDir, ...installed } = await demoInstall({
+      work,
       endpoint: up.endpoint,
       region: up.region,
-      credentials: { accessKeyId: installKey.accessKeyId, secretAccessKey: installKey.secretAccessKey },
-      caPem: await readFile(up.caFile, "utf8"),
-      stateDir,
-      devices: [disk],
-      sysRoot: fakeRoot,
-      machineIdFile: join(work, "machine-id"),
-      tags: { app: "ferry-demo" },
+      caFile: up.caFile,
+      operator: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
+      createInstallKey: () => up!.controlPlane.accessKeys.create("install", "ferry demo installer"),
+      disk,
+      say,
     });
-    say(`   source server ${installed.sourceServerID}`);
 
     say("4. agent run: replicate to the assigned replicator, report to the control plane");
     agentRun = runAgent({
