@@ -5,6 +5,7 @@ import { newReplicationConfigurationTemplateId, resourceArn } from "../../model/
 import { conflict, notFound } from "../../model/api-errors.ts";
 import type { ReplicationConfigurationTemplate } from "../../model/mgn-shapes.gen.ts";
 import type { Operation } from "./context.ts";
+import { FerryLaunchSettings } from "../../model/launch.ts";
 import { defineOperation, getServer, paginate, requireInitialized, updateServer } from "./context.ts";
 
 const initializeService = defineOperation(S.InitializeServiceRequest, async (ctx) => {
@@ -107,7 +108,12 @@ const getLaunchConfiguration = defineOperation(S.GetLaunchConfigurationRequest, 
   return { status: 200, body: (await getServer(ctx, input.sourceServerID)).launchConfiguration };
 });
 
-const updateLaunchConfiguration = defineOperation(S.UpdateLaunchConfigurationRequest, async (ctx, input) => {
+/** MGN's request plus Ferry's own launch settings (`ferry`: target, image format, …; see docs/launch.md). */
+const UpdateLaunchConfigurationInput = S.UpdateLaunchConfigurationRequest.extend({
+  ferry: FerryLaunchSettings.optional(),
+});
+
+const updateLaunchConfiguration = defineOperation(UpdateLaunchConfigurationInput, async (ctx, input) => {
   await requireInitialized(ctx);
   const { sourceServerID, accountID: _a, ...patch } = input;
   const next = await updateServer(ctx, sourceServerID, (r) => ({
