@@ -4,7 +4,7 @@
 # tested on run as root); without it, prints what is missing and continues.
 set -eu
 # command -> package
-NEEDED="mke2fs:e2fsprogs losetup:mount rsync:rsync openssl:openssl mkfs.xfs:xfsprogs ip:iproute2 iptables:iptables tc:iproute2 fsck.ext4:e2fsprogs initdb:postgresql bpftrace:bpftrace curl:curl wget:wget busybox:busybox shellcheck:shellcheck fio:fio fsfreeze:util-linux"
+NEEDED="mke2fs:e2fsprogs losetup:mount rsync:rsync openssl:openssl mkfs.xfs:xfsprogs ip:iproute2 iptables:iptables tc:iproute2 fsck.ext4:e2fsprogs initdb:postgresql bpftrace:bpftrace curl:curl wget:wget busybox:busybox shellcheck:shellcheck fio:fio fsfreeze:util-linux qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debugfs:e2fsprogs"
 MISSING=""
 for pair in $NEEDED; do
   cmd=${pair%%:*}
