@@ -28,6 +28,7 @@
  *   lab.publishAgentPackage()                            `ferry release build|publish` to the object store
  *   lab.installerArgs({devices, installDir, resolve?})   ferry-installer-init's arguments
  *   lab.mgn(operation, body, {from})                     an MGN API call (SigV4, curl) from a host
+ *   lab.sourceServers()      the control plane's store read directly (works while the clock is skewed)
  *
  * Knobs (each idempotent, each with its inverse; `lab.state.knobs` lists those turned):
  *   blockDataPlane(replicators?)     / allowDataPlane()          remove "1500 from the source" on the replicators (F7)

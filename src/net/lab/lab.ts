@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { FerryError } from "../../lib/errors.ts";
 import { createCa } from "../../lib/pki.ts";
+import { DEFAULT_REPLICATION_SETTINGS } from "../../model/replication-configuration.ts";
 import type { HostRole, LabHost, LabPlan, LabPlanOptions } from "./plan.ts";
 import { createLabPlan, hostOf, SERVICE_PORT } from "./plan.ts";
 import { createNetwork } from "./network.ts";
@@ -234,6 +235,25 @@ export class Lab {
     return (text ? JSON.parse(text) : {}) as T;
   }
 
+  /**
+   * The source servers as the control plane's store holds them (`ferry
+   * source-server list --json` on its data dir, no network): readable while
+   * the clock-skew knob makes every signed call fail.
+   */
+  async sourceServers<T = Record<string, unknown>>(): Promise<T[]> {
+    const cp = this.endpoints.controlPlane;
+    const out = await run(FERRY, [
+      "source-server",
+      "list",
+      "--data-dir",
+      cp.dataDir,
+      "--region",
+      this.plan.names.region,
+      "--json",
+    ]);
+    return JSON.parse(out) as T[];
+  }
+
   /** The CA fingerprint the lab gives the installer and the agent: the control plane's, or a wrong one while that knob is on. */
   get agentCaFingerprint(): string {
     return this.state.knobs["wrong-ca-fingerprint"]?.detail ?? this.endpoints.controlPlane.caFingerprint;
@@ -414,6 +434,14 @@ export async function startLab(o: LabOptions = {}): Promise<Lab> {
     };
     await lab.save();
     await lab.mgn("InitializeService", {});
+    // The reference setup's replication template: the staging network, "use private IP for data replication".
+    await lab.mgn("CreateReplicationConfigurationTemplate", {
+      ...DEFAULT_REPLICATION_SETTINGS,
+      stagingAreaSubnetId: state.plan.stagingSubnetId,
+      dataPlaneRouting: "PRIVATE_IP",
+      createPublicIP: false,
+      tags: { "ferry-lab": id },
+    });
     state.endpoints.replicators = await startReplicators(lab, controlPlane, replicator!);
     await lab.save();
     return lab;

@@ -107,6 +107,7 @@ test("the hosts files map the service, path-style and virtual-hosted names to th
   assert.equal(map.get(plan.names.bucketHost), hostOf(plan, "objectStore").address);
   assert.equal(map.get("localhost"), "::1");
   assert.equal(plan.hostsLines.router, undefined);
+  assert.equal(plan.stagingSubnetId, "subnet-0a140000");
   assert.throws(() => createLabPlan("abcd12", { replicators: 0 }), RangeError);
 });
 

@@ -53,6 +53,8 @@ export interface LabPlan {
   id: string;
   names: LabNames;
   cidr: { source: string; staging: string };
+  /** The staging network as a subnet id: the template's stagingAreaSubnetId, the replicators' pool. */
+  stagingSubnetId: string;
   hosts: LabHost[];
   /** Router-side addresses: the gateway of each network. */
   gateway: { source: string; staging: string };
@@ -178,7 +180,13 @@ export function createLabPlan(id: string, o: LabPlanOptions = {}): LabPlan {
   ];
   const hostsLines: Partial<Record<HostRole, string[]>> = {};
   for (const h of hosts) if (h.network !== "link") hostsLines[h.role] = [...lines];
-  return { id, names, cidr, hosts, gateway, publicAddress, routes, rules, hostsLines };
+  // The network's address in hex (10.20.0.0 → 0a140000), shaped like a subnet id.
+  const stagingSubnetId = `subnet-${cidr.staging
+    .split("/")[0]!
+    .split(".")
+    .map((o) => Number(o).toString(16).padStart(2, "0"))
+    .join("")}`;
+  return { id, names, cidr, stagingSubnetId, hosts, gateway, publicAddress, routes, rules, hostsLines };
 }
 
 /** The iptables arguments (after -A/-D/-C and the chain) of an ingress rule. */

@@ -223,6 +223,8 @@ export async function startReplicators(
           publicAddress,
           "--name",
           name,
+          "--pool",
+          plan.stagingSubnetId,
           "--data-dir",
           dataDir,
           "--json",
