@@ -56,14 +56,18 @@ async function logTail(lab: Lab, name: string): Promise<string> {
 test(
   "private network: installer through the object-store endpoint, registration through the service endpoint, PRIVATE_IP replication to CONTINUOUS, replica identical",
   { skip: labUnavailable(), timeout: 170_000 },
-  async () => {
+  async (t) => {
+    const t0 = Date.now();
+    const phase = (what: string) => t.diagnostic(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const lab = await createLab();
+    phase("lab up");
     const namespaces = lab.plan.hosts.map((h) => h.ns);
     let device = "";
     try {
       const names = lab.plan.names;
       const rep = lab.endpoints.replicators[0]!;
       await lab.publishAgentPackage();
+      phase("agent package published");
 
       // No default route anywhere: nothing leaves the lab, by construction.
       for (const h of lab.plan.hosts) {
@@ -123,6 +127,7 @@ test(
       );
       assert.equal(inst.code, 0, `installer failed:\n${inst.stderr}`);
       assert.ok(inst.stderr.includes(`https://${names.bucketHost}/latest/linux/`), inst.stderr);
+      phase("installed and registered");
       const id = /Source server ID: (s-[0-9a-zA-Z]{17})/.exec(inst.stdout)?.[1];
       assert.ok(id, inst.stdout);
       const config = await lab.mgn<{ dataPlaneRouting: string }>("GetReplicationConfiguration", {
@@ -156,6 +161,7 @@ test(
           `${(err as Error).message}\nagent log:\n${await logTail(lab, "agent")}\nreplicator log:\n${await logTail(lab, "replicator1")}`,
         );
       });
+      phase("CONTINUOUS");
       const replicated = server.dataReplicationInfo?.replicatedDisks ?? [];
       assert.deepEqual(
         replicated.map((d) => [d.deviceName, d.totalStorageBytes, d.replicatedStorageBytes]),
@@ -192,6 +198,7 @@ test(
       assert.equal(verify.differentBlocks, 0);
       assert.equal(verify.ok, true);
 
+      phase("replica verified");
       // Without the service's hosts line, --resolve alone carries the installer and the agent.
       await lab.removeServiceHostsLine();
       const noName = await lab.exec("source", "getent", ["hosts", names.service]);
@@ -211,8 +218,10 @@ test(
       );
       assert.equal(again.code, 0, `installer with --resolve failed:\n${again.stderr}`);
       assert.ok(again.stdout.includes(`Source server ID: ${id}`), again.stdout);
+      phase("registered again with --resolve");
     } finally {
       const report = await lab.close();
+      phase("torn down");
       assert.deepEqual(report.errors, []);
       const left = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
       for (const ns of namespaces) assert.ok(!left.includes(ns), `namespace ${ns} left behind`);
