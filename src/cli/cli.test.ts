@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { main } from "./main.ts";
 import type { CliContext } from "./context.ts";
 import { createScratch } from "../../test/support/loop.ts";
-import { startTestReplicator } from "../../test/support/data-plane.ts";
+import { stagingBlockFile, startTestReplicator } from "../../test/support/data-plane.ts";
 
 function capture(): { ctx: CliContext; out: () => string; err: () => string } {
   const stdout = new PassThrough();
@@ -128,8 +128,11 @@ test("agent replicate and replicator verify through the CLI; damage makes verify
     assert.equal((JSON.parse(v.out()) as { ok: boolean }).ok, true);
 
     // Damage one byte of the staging volume: verify notices, names the block and exits 1.
-    const img = await open(join(rep.dataDir, "volumes", "s-cli0000000000000", "d0", "data.img"), "r+");
-    await img.write(Buffer.from([0x42]), 0, 1, 70000);
+    const stored = await stagingBlockFile(rep.dataDir, "s-cli0000000000000", "d0", 70000);
+    const img = await open(stored.path, "r+");
+    const byte = Buffer.alloc(1);
+    await img.read(byte, 0, 1, stored.position);
+    await img.write(Buffer.from([byte[0]! ^ 0x42]), 0, 1, stored.position);
     await img.close();
     const w = capture();
     assert.equal(await main(verifyArgs, w.ctx), 1);

@@ -156,7 +156,10 @@ async function dataPathDemo(opts: DemoOptions, ctx: CliContext): Promise<void> {
     const report = await verifyVolume(dataDir, sourceServerId, "disk0", await hashDisk(disk));
     let fsckClean: boolean | null = null;
     try {
-      await run("e2fsck", ["-f", "-n", join(dataDir, "volumes", sourceServerId, "disk0", "data.img")]);
+      const { exportHead } = await import("../replicator/verify.ts");
+      const replicaImage = join(work, "replica.img");
+      await exportHead(dataDir, sourceServerId, "disk0", replicaImage);
+      await run("e2fsck", ["-f", "-n", replicaImage]);
       fsckClean = true;
     } catch (err) {
       fsckClean = (err as { code?: unknown }).code === "ENOENT" ? null : false;

@@ -13,6 +13,9 @@ import { type Logger, silentLogger } from "../lib/log.ts";
 import { FramedConnection, type HelloFrame } from "../wire/index.ts";
 import { LocalDirectoryStore } from "./store/local-directory-store.ts";
 import type { ObjectStore } from "./store/object-store.ts";
+import { StoreCatalog } from "./snapshots.ts";
+import type { PitPolicy } from "./snapshots-policy.ts";
+import { SnapshotScheduler } from "./snapshots-scheduler.ts";
 import { PROBE_ALPN } from "../wire/probe.ts";
 import { serveProbe } from "./probe.ts";
 import {
@@ -58,6 +61,10 @@ export interface ReplicatorOptions {
   maxConnections?: number;
   log?: Logger;
   onEvent?: (event: SessionEvent) => void;
+  /** Point-in-time snapshot rules. @default DEFAULT_PIT_POLICY (10 min kept 1 h, hourly kept 24 h, daily kept 7 days) */
+  pitPolicy?: PitPolicy;
+  /** The clock of the snapshot policy (tests). @default () => new Date() */
+  now?: () => Date;
 }
 
 export interface Replicator {
@@ -65,6 +72,9 @@ export interface Replicator {
   port: number;
   /** Number of live sessions. */
   sessionCount(): number;
+  /** The snapshots of the staging store, with takeSnapshot at the next consistency point. */
+  catalog: StoreCatalog;
+  store: ObjectStore;
   /** Sets (or replaces) the CA of accepted client certificates. */
   setClientCa(pem: string): void;
   close(): Promise<void>;
@@ -126,9 +136,26 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   const sessions = new Set<Session>();
   const byDisk = new Map<string, Session>();
   const store = options.store ?? new LocalDirectoryStore(options.dataDir);
+  const scheduler = new SnapshotScheduler({
+    store,
+    log,
+    ...(options.pitPolicy ? { policy: options.pitPolicy } : {}),
+    ...(options.now ? { now: options.now } : {}),
+    onSnapshot: (info) =>
+      options.onEvent?.({
+        type: "snapshot",
+        sourceServerId: info.sourceServerId,
+        diskId: info.diskId,
+        snapshotId: info.snapshotId,
+        createdAt: info.createdAt,
+        barrierId: info.barrierId,
+      }),
+  });
+  const catalog = new StoreCatalog(store, { takeSnapshot: (id, o) => scheduler.takeSnapshot(id, o) });
   const host: SessionHost = {
     dataDir: options.dataDir,
     store,
+    snapshots: scheduler,
     limits,
     authorize: options.authorize,
     log,
@@ -196,6 +223,8 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     host: addr.address,
     port: addr.port,
     sessionCount: () => sessions.size,
+    catalog,
+    store,
     setClientCa(pem: string) {
       server.setSecureContext({ cert: options.tls.certPem, key: options.tls.keyPem, ca: pem });
     },

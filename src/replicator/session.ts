@@ -21,7 +21,17 @@ import {
   type FramedConnection,
   type HelloFrame,
 } from "../wire/index.ts";
+import type { ObjectStore } from "./store/object-store.ts";
 import { StagingVolume, checkName } from "./volume.ts";
+
+/** What the session asks at a consistency point: whether to take a snapshot now, and what then. */
+export interface SnapshotHook {
+  /** Called at each CONSISTENT barrier once the writes before it are durable. */
+  atConsistencyPoint(
+    volume: StagingVolume,
+    point: { barrierId: number; initialSyncComplete: boolean },
+  ): Promise<void>;
+}
 
 export interface SessionLimits {
   maxDataLength: number;
@@ -46,6 +56,9 @@ export type Authorize = (hello: HelloFrame, peer: PeerInfo) => Promise<void>;
 
 export interface SessionHost {
   dataDir: string;
+  /** The staging store volumes live in. */
+  store: ObjectStore;
+  snapshots?: SnapshotHook;
   limits: SessionLimits;
   authorize: Authorize;
   log: Logger;
@@ -59,6 +72,14 @@ export type SessionEvent =
   | { type: "hello"; sourceServerId: string; diskId: string; mode: "NEW" | "RESUME"; resumeOffset: number }
   | { type: "durable"; sourceServerId: string; diskId: string; seq: number; resumeOffset: number }
   | { type: "barrier"; sourceServerId: string; diskId: string; barrierId: number; flags: number }
+  | {
+      type: "snapshot";
+      sourceServerId: string;
+      diskId: string;
+      snapshotId: string;
+      createdAt: string;
+      barrierId: number;
+    }
   | { type: "closed"; sourceServerId: string; diskId: string; dataBytesReceived: number; error?: string };
 
 export class Session {
@@ -188,6 +209,13 @@ export class Session {
           if (flags & BarrierFlags.INITIAL_SYNC_COMPLETE) update.initialSyncComplete = true;
           if (flags & BarrierFlags.CONSISTENT) update.lastConsistentAt = new Date().toISOString();
           await this.flushNow(update);
+          if (this.state !== "streaming") return; // the flush failed: no snapshot of undurable writes
+          if (flags & BarrierFlags.CONSISTENT && this.host.snapshots) {
+            await this.host.snapshots.atConsistencyPoint(this.volume!, {
+              barrierId,
+              initialSyncComplete: (flags & BarrierFlags.INITIAL_SYNC_COMPLETE) !== 0,
+            });
+          }
           this.host.onEvent?.({ type: "barrier", ...this.ids, barrierId, flags });
         });
         break;
@@ -226,7 +254,7 @@ export class Session {
     await this.host.claim(key, this);
     this.key = key;
     if (this.state !== "handshaking") return; // closed while waiting
-    const volume = await StagingVolume.open(this.host.dataDir, hello.sourceServerId, hello.diskId);
+    const volume = await StagingVolume.open(this.host.store, hello.sourceServerId, hello.diskId);
     this.volume = volume;
     const generationId = hello.generationId.toString("hex");
     const diskSize = Number(hello.diskSize);
@@ -371,7 +399,13 @@ export class Session {
     this.lastWrittenSeq = seq;
     this.cursor = Math.max(this.cursor, end);
     this.bytesSinceFlush += bytes;
-    if (this.pendingFrames <= 1 || this.bytesSinceFlush >= this.host.limits.flushBytes) this.requestFlush();
+    if (
+      this.pendingFrames <= 1 ||
+      this.bytesSinceFlush >= this.host.limits.flushBytes ||
+      this.volume!.wantsFlush()
+    ) {
+      this.requestFlush();
+    }
   }
 
   private requestFlush(): void {

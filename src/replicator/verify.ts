@@ -1,5 +1,5 @@
 /**
- * `ferry replicator verify`: checks a staging volume two ways.
+ * `ferry replicator verify`: checks a staging volume's head two ways.
  * 1. Integrity: re-hash the stored data and compare with the hashes recorded
  *    when it was written (detects damage on the replicator's disk).
  * 2. Equality: compare the recorded hashes with a hash list of the source disk
@@ -14,6 +14,8 @@ import {
   recordedHash,
   type HashList,
 } from "../wire/index.ts";
+import { LocalDirectoryStore } from "./store/local-directory-store.ts";
+import type { ObjectStore } from "./store/object-store.ts";
 import { StagingVolume } from "./volume.ts";
 
 export interface VerifyReport {
@@ -31,19 +33,24 @@ export interface VerifyReport {
   ok: boolean;
 }
 
+/** Verifies the head of a volume in a staging store (a data directory path means the local store there). */
 export async function verifyVolume(
-  dataDir: string,
+  dataDirOrStore: string | ObjectStore,
   sourceServerId: string,
   diskId: string,
   source?: HashList,
 ): Promise<VerifyReport> {
-  const vol = await StagingVolume.open(dataDir, sourceServerId, diskId);
+  const store =
+    typeof dataDirOrStore === "string"
+      ? new LocalDirectoryStore(dataDirOrStore, { readOnly: true })
+      : dataDirOrStore;
+  const vol = await StagingVolume.open(store, sourceServerId, diskId, { readOnly: true });
   try {
     const { diskSize, hashBlockSize, generationId } = vol.meta;
     if (!generationId) {
       throw new FerryError(
         "VOLUME_NOT_FOUND",
-        `no staging volume for ${sourceServerId}/${diskId} in ${dataDir}`,
+        `no staging volume for ${sourceServerId}/${diskId} in ${store.location}`,
       );
     }
     if (source && (source.diskSize !== diskSize || source.hashBlockSize !== hashBlockSize)) {
@@ -96,6 +103,49 @@ export async function verifyVolume(
       ok: damaged === 0 && different === 0,
     };
   } finally {
+    await vol.close();
+  }
+}
+
+/**
+ * Writes the head of a volume as a sparse raw image (zeros are holes), as
+ * recorded: for tests, tools and `ferry replicator export`. Safe while the
+ * replicator runs (it reads the durable, committed state only).
+ */
+export async function exportHead(
+  dataDirOrStore: string | ObjectStore,
+  sourceServerId: string,
+  diskId: string,
+  outPath: string,
+): Promise<{ diskSize: number }> {
+  const { open } = await import("node:fs/promises");
+  const store =
+    typeof dataDirOrStore === "string"
+      ? new LocalDirectoryStore(dataDirOrStore, { readOnly: true })
+      : dataDirOrStore;
+  const vol = await StagingVolume.open(store, sourceServerId, diskId, { readOnly: true });
+  const out = await open(outPath, "w", 0o600);
+  try {
+    const { diskSize, hashBlockSize } = vol.meta;
+    const step = Math.max(hashBlockSize, 4 * 1024 * 1024);
+    for (let at = 0; at < diskSize; at += step) {
+      const n = Math.min(step, diskSize - at);
+      const first = at / hashBlockSize;
+      let allZero = true;
+      for (let b = first; b < first + Math.ceil(n / hashBlockSize); b++) {
+        if (!vol.isZeroBlock(b)) {
+          allZero = false;
+          break;
+        }
+      }
+      if (allZero) continue;
+      const data = await vol.readRange(at, n);
+      await out.write(data, 0, data.length, at);
+    }
+    await out.truncate(diskSize);
+    return { diskSize };
+  } finally {
+    await out.close();
     await vol.close();
   }
 }

@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { ContinuousStatus } from "../../src/agent/continuous.ts";
@@ -32,7 +32,12 @@ import {
   type Scratch,
   sh,
 } from "../support/loop.ts";
-import { stagingImage, startTestReplicator, type TestReplicator } from "../support/data-plane.ts";
+import {
+  stagingHashes,
+  stagingImage,
+  startTestReplicator,
+  type TestReplicator,
+} from "../support/data-plane.ts";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -223,12 +228,12 @@ describe("continuous replication of a mounted ext4 with the eBPF tracker", { ski
       );
       assert.equal(statuses.at(-1)!.tracker, "ebpf");
 
-      const replica = stagingImage(rep.dataDir, SERVER, diskId);
+      const replica = await stagingImage(rep.dataDir, SERVER, diskId);
       const cmp = await compareWithReplica(dev, replica);
       assert.deepEqual(cmp.differing.slice(0, 16), [], `${cmp.differing.length} 4 KiB blocks differ`);
       // The replicator's per-block hash list is the device's.
       const mine = await hashDisk(dev, { hashBlockSize: 4096, direct: "on" });
-      const theirs = await readFile(join(rep.dataDir, "volumes", SERVER, diskId, "hashes.bin"));
+      const theirs = await stagingHashes(rep.dataDir, SERVER, diskId);
       assert.equal(theirs.length, mine.hashes.length);
       assert.ok(theirs.equals(mine.hashes), "per-block hash lists are identical");
       // The replica is a clean filesystem.

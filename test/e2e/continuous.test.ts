@@ -61,7 +61,6 @@ describe("continuous replication", () => {
     sync.catch(() => {});
     try {
       await until("continuous mode", () => statuses.length > 0);
-      const replica = stagingImage(rep.dataDir, SERVER, "live");
       for (let round = 0; round < 3; round++) {
         const fh = await open(disk, "r+");
         for (let i = 0; i < 8; i++) {
@@ -71,7 +70,10 @@ describe("continuous replication", () => {
         await fh.write(Buffer.alloc(65536), 0, 65536, (10 + round) * 65536);
         await fh.close();
         const want = await sha256File(disk);
-        await until(`round ${round} replicated`, async () => (await sha256File(replica)) === want);
+        await until(
+          `round ${round} replicated`,
+          async () => (await sha256File(await stagingImage(rep.dataDir, SERVER, "live"))) === want,
+        );
       }
       await until("no backlog", () => statuses.at(-1)!.backloggedBytes === 0);
       const last = statuses.at(-1)!;

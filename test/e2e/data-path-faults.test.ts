@@ -73,7 +73,7 @@ describe("data path faults", () => {
     const err = await s.next("ERROR");
     assert.equal(err.type === "ERROR" && err.code, "DATA_CHECKSUM_MISMATCH");
     await s.closed;
-    const img = await readFile(stagingImage(rep.dataDir, SERVER, "corrupt"));
+    const img = await readFile(await stagingImage(rep.dataDir, SERVER, "corrupt"));
     assert.ok(img.subarray(0, 65536).equals(Buffer.alloc(65536)), "the damaged block was not written");
     assert.equal((await meta(rep, "corrupt")).durableSeq, 0);
   });
@@ -177,7 +177,7 @@ describe("data path faults", () => {
     });
     assert.equal(r.resumedFrom, durable);
     assert.equal(r.dataBytes, size - durable, "the restart sends only what was not durable");
-    assert.equal(await sha256File(stagingImage(rep.dataDir, SERVER, "killme")), await sha256File(disk));
+    assert.equal(await sha256File(await stagingImage(rep.dataDir, SERVER, "killme")), await sha256File(disk));
     const received = events
       .slice(before)
       .filter(
@@ -259,7 +259,7 @@ describe("data path faults", () => {
     );
     const m = await meta(rep, "shrink");
     assert.ok(m.resumeOffset > 0 && m.resumeOffset <= 32 * MiB);
-    assert.ok(await samePrefix(stagingImage(rep.dataDir, SERVER, "shrink"), original, m.resumeOffset));
+    assert.ok(await samePrefix(await stagingImage(rep.dataDir, SERVER, "shrink"), original, m.resumeOffset));
   });
 
   test("the replicator restarting mid-sync: the agent reconnects and finishes identical", async () => {
@@ -291,7 +291,7 @@ describe("data path faults", () => {
     const result = await sync;
     assert.ok(result.reconnects >= 1, "the agent reconnected");
     assert.ok(result.resumedFrom === 0);
-    assert.equal(await sha256File(stagingImage(dataDir, SERVER, "restart")), await sha256File(disk));
+    assert.equal(await sha256File(await stagingImage(dataDir, SERVER, "restart")), await sha256File(disk));
     await r1.replicator.close();
   });
 
@@ -323,7 +323,7 @@ describe("data path faults", () => {
         ) as {
           resumeOffset: number;
         };
-        assert.ok(await samePrefix(stagingImage(dataDir, SERVER, "full"), disk, m.resumeOffset));
+        assert.ok(await samePrefix(await stagingImage(dataDir, SERVER, "full"), disk, m.resumeOffset));
       } finally {
         await small.replicator.close();
       }

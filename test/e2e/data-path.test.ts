@@ -40,7 +40,7 @@ describe("data path: agent → TLS → replicator → staging volume", () => {
       stateDir: join(scratch.dir, "agent-state"),
     });
     assert.equal(r.bytes, 24 * MiB + 64 * 1024);
-    assert.equal(await sha256File(stagingImage(rep.dataDir, SERVER, "disk0")), await sha256File(disk));
+    assert.equal(await sha256File(await stagingImage(rep.dataDir, SERVER, "disk0")), await sha256File(disk));
     // Half the stripes are zeros: they travel as ZERO ranges, not as DATA.
     assert.equal(r.zeroBytes, 12 * MiB + 64 * 1024); // stripes 0 and 2 of every 4, and the 64 KiB tail
     assert.equal(r.dataBytes, r.bytes - r.zeroBytes);
@@ -78,7 +78,7 @@ describe("data path: agent → TLS → replicator → staging volume", () => {
     assert.equal(second.rescannedBytes, size);
     assert.equal(second.dataBytes, 5 * 65536, "only the changed data blocks travel");
     assert.equal(second.zeroBytes, 65536, "the zeroed block travels as a ZERO range");
-    assert.equal(await sha256File(stagingImage(rep.dataDir, SERVER, "rescan")), await sha256File(disk));
+    assert.equal(await sha256File(await stagingImage(rep.dataDir, SERVER, "rescan")), await sha256File(disk));
     const third = await replicateDisk(base);
     assert.equal(third.dataBytes + third.zeroBytes, 0, "nothing changed, nothing sent");
   });

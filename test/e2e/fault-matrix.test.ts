@@ -12,6 +12,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
+import { stagingImage } from "../support/data-plane.ts";
 import { join } from "node:path";
 import type { Fault, ProxyEvent } from "../support/fault-proxy.ts";
 import { createScratch, haveRoot, type Scratch } from "../support/loop.ts";
@@ -79,8 +80,9 @@ class World {
     this.dataDir = join(scratch.dir, "replicator");
   }
 
-  get replica(): string {
-    return join(this.dataDir, "volumes", SERVER, DISK, "data.img");
+  /** The replica as a raw image: the staging volume's head, exported. */
+  replica(): Promise<string> {
+    return stagingImage(this.dataDir, SERVER, DISK);
   }
 
   async startReplicator(): Promise<NsProcess> {
@@ -161,7 +163,7 @@ class World {
 
   /** The full comparison; fails with what differs. */
   async assertIdentical(what: string): Promise<void> {
-    const c = await compareDisks(this.disk, this.replica, this.size, DISK);
+    const c = await compareDisks(this.disk, await this.replica(), this.size, DISK);
     assert.ok(
       c.identical,
       `${what}: replica differs — whole ${c.sourceHash.slice(0, 12)} vs ${c.replicaHash.slice(0, 12)}, ` +
@@ -501,7 +503,7 @@ describe("fault matrix (quality.md rows 1–10) in network namespaces", { skip }
       assert.equal(second.mode, "resume");
       assert.ok(second.resumedFrom >= acked, `resumed from ${second.resumedFrom} ≥ ${acked}`);
       assert.ok(second.dataBytes <= size - acked, "only what was not durable was sent again");
-      const after = await compareDisks(w.disk, w.replica, size, DISK);
+      const after = await compareDisks(w.disk, await w.replica(), size, DISK);
       assert.equal(after.replica.badCount, 0, "no damaged block in the replica");
       assert.ok(after.differentBlocks <= changed.length, "only the untracked writes differ");
       // A run after a completed sync without a tracker rescans: read everything, send only what differs.
@@ -522,12 +524,12 @@ describe("fault matrix (quality.md rows 1–10) in network namespaces", { skip }
       const acked = lastAcked(agent);
       const m = await w.meta();
       assert.ok(m.resumeOffset >= acked, `durable point ${m.resumeOffset} ≥ acknowledged ${acked}`);
-      const prefix = await compareDisks(w.disk, w.replica, acked, DISK);
+      const prefix = await compareDisks(w.disk, await w.replica(), acked, DISK);
       assert.ok(
         prefix.identical,
         `every acknowledged byte is in the replica (${prefix.differentBlocks} blocks differ)`,
       );
-      const whole = await checkBlocks(w.replica, DISK, size);
+      const whole = await checkBlocks(await w.replica(), DISK, size);
       assert.equal(
         whole.badCount,
         0,

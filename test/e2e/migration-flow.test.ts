@@ -20,7 +20,7 @@ import {
 } from "@aws-sdk/client-mgn";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { createScratch } from "../support/loop.ts";
-import { sha256File } from "../support/data-plane.ts";
+import { sha256File, stagingImage } from "../support/data-plane.ts";
 
 const FERRY = join(import.meta.dirname, "..", "..", "bin", "ferry");
 const MiB = 1024 * 1024;
@@ -192,8 +192,9 @@ test("ferry up → agent install → agent run: the server replicates to the ass
 
     const replica = join(scratch.dir, "ferry", "replicator", "volumes", installed.sourceServerID);
     const [diskId] = await import("node:fs/promises").then((fs) => fs.readdir(replica));
-    const replicaImage = join(replica, diskId!, "data.img");
-    assert.equal(await sha256File(replicaImage), await sha256File(disk));
+    const replicaDataDir = join(scratch.dir, "ferry", "replicator");
+    const replicaImage = () => stagingImage(replicaDataDir, installed.sourceServerID, diskId!);
+    assert.equal(await sha256File(await replicaImage()), await sha256File(disk));
 
     // A change on the source reaches the replica.
     const fh = await open(disk, "r+");
@@ -202,7 +203,7 @@ test("ferry up → agent install → agent run: the server replicates to the ass
     const want = await sha256File(disk);
     await until(
       "the change replicated",
-      async () => ((await sha256File(replicaImage)) === want ? true : undefined),
+      async () => ((await sha256File(await replicaImage())) === want ? true : undefined),
       60000,
     );
     mgn.destroy();

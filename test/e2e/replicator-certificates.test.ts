@@ -52,7 +52,7 @@ describe("replicator client certificates", () => {
 
   test("an agent with its own server's certificate replicates", async () => {
     await sync(A, certA);
-    assert.equal(await sha256File(stagingImage(rep.dataDir, A, "d0")), await sha256File(disk));
+    assert.equal(await sha256File(await stagingImage(rep.dataDir, A, "d0")), await sha256File(disk));
   });
 
   test("agent A's certificate used for server B's disks is refused", async () => {

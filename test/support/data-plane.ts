@@ -1,7 +1,7 @@
 /** A replicator on loopback with a fresh certificate and token, for tests. */
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createSelfSigned } from "../../src/lib/pki.ts";
 import {
   type Replicator,
@@ -10,6 +10,7 @@ import {
   tokenAuthorizer,
 } from "../../src/replicator/server.ts";
 import type { ReplicatorEndpoint } from "../../src/agent/client.ts";
+import { exportHead } from "../../src/replicator/verify.ts";
 
 export interface TestReplicator {
   replicator: Replicator;
@@ -64,8 +65,69 @@ export async function sha256File(path: string, size?: number): Promise<string> {
   return h.digest("hex");
 }
 
-export function stagingImage(dataDir: string, sourceServerId: string, diskId: string): string {
-  return join(dataDir, "volumes", sourceServerId, diskId, "data.img");
+let exports = 0;
+
+/**
+ * The replica of a disk as a raw image file: the staging volume's head
+ * (durable, committed state) exported beside the data directory. Call it again
+ * for a fresh copy.
+ */
+export async function stagingImage(dataDir: string, sourceServerId: string, diskId: string): Promise<string> {
+  const out = join(dirname(dataDir), `replica-${sourceServerId}-${diskId}-${process.pid}-${++exports}.img`);
+  await exportHead(dataDir, sourceServerId, diskId, out);
+  return out;
+}
+
+/** The per-block hashes the replicator recorded for a disk (its head), concatenated. */
+export async function stagingHashes(
+  dataDir: string,
+  sourceServerId: string,
+  diskId: string,
+): Promise<Buffer> {
+  const { LocalDirectoryStore } = await import("../../src/replicator/store/local-directory-store.ts");
+  const { StagingVolume } = await import("../../src/replicator/volume.ts");
+  const vol = await StagingVolume.open(
+    new LocalDirectoryStore(dataDir, { readOnly: true }),
+    sourceServerId,
+    diskId,
+    {
+      readOnly: true,
+    },
+  );
+  try {
+    return await vol.readHashes(0, Math.ceil(vol.meta.diskSize / vol.meta.hashBlockSize));
+  } finally {
+    await vol.close();
+  }
+}
+
+/** The file and position holding the stored bytes of the block at `offset` (to damage it in tests). */
+export async function stagingBlockFile(
+  dataDir: string,
+  sourceServerId: string,
+  diskId: string,
+  offset: number,
+): Promise<{ path: string; position: number }> {
+  const { LocalDirectoryStore } = await import("../../src/replicator/store/local-directory-store.ts");
+  const { StagingVolume } = await import("../../src/replicator/volume.ts");
+  const vol = await StagingVolume.open(
+    new LocalDirectoryStore(dataDir, { readOnly: true }),
+    sourceServerId,
+    diskId,
+    {
+      readOnly: true,
+    },
+  );
+  try {
+    const at = vol.locateBlock(Math.floor(offset / vol.meta.hashBlockSize));
+    if (!at) throw new Error(`block at ${offset} of ${sourceServerId}/${diskId} is zeros: nothing stored`);
+    return {
+      path: join(dataDir, at.sealed ? at.key : `${at.key}.open`),
+      position: at.offset + (offset % vol.meta.hashBlockSize),
+    };
+  } finally {
+    await vol.close();
+  }
 }
 
 /**

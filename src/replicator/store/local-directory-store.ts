@@ -169,6 +169,28 @@ export class LocalDirectoryStore implements ObjectStore {
       .sort();
   }
 
+  async readAppendable(key: string, range: ByteRange): Promise<Buffer> {
+    let fh: FileHandle;
+    try {
+      fh = await open(`${this.path(key)}${OPEN_SUFFIX}`, "r");
+    } catch (err) {
+      if (systemErrorCode(err) === "ENOENT") throw notFound(this.root, `${key}${OPEN_SUFFIX}`, err);
+      throw ioError(this.root, "get", key, err);
+    }
+    try {
+      return await readFully(fh, range.offset, range.length, () =>
+        notFound(this.root, `${key}${OPEN_SUFFIX}`),
+      );
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async deleteAppendable(key: string): Promise<void> {
+    this.writable(key);
+    await io(this.root, "delete", key, () => rm(`${this.path(key)}${OPEN_SUFFIX}`, { force: true }));
+  }
+
   async close(): Promise<void> {}
 }
 

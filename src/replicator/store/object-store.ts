@@ -59,6 +59,10 @@ export interface ObjectStore {
   openAppendable?(key: string, o?: { truncateTo?: number }): Promise<AppendableObject>;
   /** Keys of appendable objects not yet sealed under `prefix`. */
   listAppendable?(prefix: string): Promise<string[]>;
+  /** Reads an appendable object not yet sealed (another process's open segment). OBJECT_NOT_FOUND once sealed. */
+  readAppendable?(key: string, range: ByteRange): Promise<Buffer>;
+  /** Removes an appendable object not yet sealed (unacknowledged leftovers). */
+  deleteAppendable?(key: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,198 @@
+/**
+ * Log segments: the immutable objects a staging volume is made of.
+ *
+ *   record*   one per run of consecutive blocks written together
+ *     header  32 bytes: magic "FRS1", crc32 (of bytes 8..31 and the hashes),
+ *             firstBlock u48, count u32, dataLength u32, flags u8 (1 = zeros)
+ *     hashes  count × 32-byte BLAKE3 (absent for a zero run)
+ *     data    dataLength bytes (absent for a zero run)
+ *   index     every record's header fields + its data offset + its hashes,
+ *             so a segment's whole index is one ranged read
+ *   footer    48 bytes: magic "FSX1", version, recordsLength, indexLength,
+ *             recordCount, blockSize, indexCrc, footerCrc
+ *
+ * Keys: `<volume>/seg/<from>-<to>`, 12-digit sequence numbers; a segment
+ * written by the replicator has from = to, a merged one covers [from, to]
+ * and supersedes the segments inside that range.
+ */
+import { crc32 } from "node:zlib";
+import { FerryError } from "../../lib/errors.ts";
+import { HASH_BYTES } from "../../wire/index.ts";
+
+export const RECORD_HEADER_BYTES = 32;
+export const FOOTER_BYTES = 48;
+const RECORD_MAGIC = 0x31535246; // "FRS1"
+const FOOTER_MAGIC = 0x31585346; // "FSX1"
+const INDEX_ENTRY_BYTES = 24;
+export const FLAG_ZERO = 1;
+
+/** One run of blocks in a segment. */
+export interface SegmentRecord {
+  firstBlock: number;
+  count: number;
+  zero: boolean;
+  /** Offset of the record's data in the segment (of its header for a zero run). */
+  dataOffset: number;
+  dataLength: number;
+  /** count × 32 bytes; empty for a zero run. */
+  hashes: Buffer;
+}
+
+export interface SegmentRef {
+  key: string;
+  from: number;
+  to: number;
+  size: number;
+}
+
+export function segmentKey(volumePrefix: string, from: number, to: number): string {
+  return `${volumePrefix}seg/${String(from).padStart(12, "0")}-${String(to).padStart(12, "0")}`;
+}
+
+export function parseSegmentKey(volumePrefix: string, key: string, size: number): SegmentRef | undefined {
+  const m = /^seg\/(\d{12})-(\d{12})$/.exec(key.slice(volumePrefix.length));
+  if (!key.startsWith(volumePrefix) || !m) return undefined;
+  return { key, from: Number(m[1]), to: Number(m[2]), size };
+}
+
+/** Header (+ hashes) of one record; the caller appends the data after it. */
+export function encodeRecordHeader(r: {
+  firstBlock: number;
+  count: number;
+  zero: boolean;
+  dataLength: number;
+  hashes: Buffer;
+}): Buffer {
+  const h = Buffer.alloc(RECORD_HEADER_BYTES);
+  h.writeUInt32LE(RECORD_MAGIC, 0);
+  h.writeUIntLE(r.firstBlock, 8, 6);
+  h.writeUInt32LE(r.count, 16);
+  h.writeUInt32LE(r.dataLength, 20);
+  h.writeUInt8(r.zero ? FLAG_ZERO : 0, 24);
+  let crc = crc32(h.subarray(8));
+  if (!r.zero) crc = crc32(r.hashes, crc);
+  h.writeUInt32LE(crc, 4);
+  return h;
+}
+
+/** Bytes a record takes in a segment. */
+export function recordBytes(count: number, zero: boolean, dataLength: number): number {
+  return RECORD_HEADER_BYTES + (zero ? 0 : count * HASH_BYTES + dataLength);
+}
+
+function damaged(where: string, why: string): FerryError {
+  return new FerryError("SEGMENT_DAMAGED", `log segment ${where} is damaged: ${why}`, {
+    details: { segment: where },
+  });
+}
+
+/**
+ * Parses records from the start of `buf` (an open segment read back at
+ * recovery). Stops at the end of `buf`; a record cut short or failing its
+ * checksum is damage (the caller passes only the committed length).
+ */
+export function scanRecords(buf: Buffer, where: string): SegmentRecord[] {
+  const out: SegmentRecord[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf.length - at < RECORD_HEADER_BYTES) throw damaged(where, `record header cut at ${at}`);
+    const h = buf.subarray(at, at + RECORD_HEADER_BYTES);
+    if (h.readUInt32LE(0) !== RECORD_MAGIC) throw damaged(where, `no record at ${at}`);
+    const count = h.readUInt32LE(16);
+    const dataLength = h.readUInt32LE(20);
+    const zero = (h.readUInt8(24) & FLAG_ZERO) !== 0;
+    const size = recordBytes(count, zero, dataLength);
+    if (at + size > buf.length) throw damaged(where, `record at ${at} cut short`);
+    const hashes = zero
+      ? Buffer.alloc(0)
+      : Buffer.from(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + count * HASH_BYTES));
+    let crc = crc32(h.subarray(8));
+    if (!zero) crc = crc32(hashes, crc);
+    if (crc !== h.readUInt32LE(4)) throw damaged(where, `record at ${at} fails its checksum`);
+    out.push({
+      firstBlock: h.readUIntLE(8, 6),
+      count,
+      zero,
+      dataOffset: zero ? at : at + RECORD_HEADER_BYTES + count * HASH_BYTES,
+      dataLength,
+      hashes,
+    });
+    at += size;
+  }
+  return out;
+}
+
+/** The index and footer appended to seal a segment whose records take `recordsLength` bytes. */
+export function encodeTrailer(
+  records: readonly SegmentRecord[],
+  recordsLength: number,
+  blockSize: number,
+): Buffer {
+  let hashBytes = 0;
+  for (const r of records) hashBytes += r.hashes.length;
+  const index = Buffer.alloc(records.length * INDEX_ENTRY_BYTES + hashBytes);
+  let at = 0;
+  for (const r of records) {
+    index.writeUIntLE(r.firstBlock, at, 6);
+    index.writeUInt8(r.zero ? FLAG_ZERO : 0, at + 6);
+    index.writeUInt32LE(r.count, at + 8);
+    index.writeUInt32LE(r.dataLength, at + 12);
+    index.writeDoubleLE(r.dataOffset, at + 16);
+    r.hashes.copy(index, at + INDEX_ENTRY_BYTES);
+    at += INDEX_ENTRY_BYTES + r.hashes.length;
+  }
+  const f = Buffer.alloc(FOOTER_BYTES);
+  f.writeUInt32LE(FOOTER_MAGIC, 0);
+  f.writeUInt32LE(1, 4);
+  f.writeDoubleLE(recordsLength, 8);
+  f.writeDoubleLE(index.length, 16);
+  f.writeUInt32LE(records.length, 24);
+  f.writeUInt32LE(blockSize, 28);
+  f.writeUInt32LE(crc32(index), 32);
+  f.writeUInt32LE(crc32(f.subarray(0, 44)), 44);
+  return Buffer.concat([index, f]);
+}
+
+export interface Footer {
+  recordsLength: number;
+  indexLength: number;
+  recordCount: number;
+  blockSize: number;
+  indexCrc: number;
+}
+
+export function parseFooter(f: Buffer, where: string): Footer {
+  if (f.length !== FOOTER_BYTES || f.readUInt32LE(0) !== FOOTER_MAGIC) throw damaged(where, "no footer");
+  if (crc32(f.subarray(0, 44)) !== f.readUInt32LE(44)) throw damaged(where, "footer fails its checksum");
+  return {
+    recordsLength: f.readDoubleLE(8),
+    indexLength: f.readDoubleLE(16),
+    recordCount: f.readUInt32LE(24),
+    blockSize: f.readUInt32LE(28),
+    indexCrc: f.readUInt32LE(32),
+  };
+}
+
+export function parseIndex(index: Buffer, footer: Footer, where: string): SegmentRecord[] {
+  if (index.length !== footer.indexLength || crc32(index) !== footer.indexCrc) {
+    throw damaged(where, "index fails its checksum");
+  }
+  const out: SegmentRecord[] = [];
+  let at = 0;
+  for (let i = 0; i < footer.recordCount; i++) {
+    if (at + INDEX_ENTRY_BYTES > index.length) throw damaged(where, "index cut short");
+    const zero = (index.readUInt8(at + 6) & FLAG_ZERO) !== 0;
+    const count = index.readUInt32LE(at + 8);
+    const hl = zero ? 0 : count * HASH_BYTES;
+    out.push({
+      firstBlock: index.readUIntLE(at, 6),
+      zero,
+      count,
+      dataLength: index.readUInt32LE(at + 12),
+      dataOffset: index.readDoubleLE(at + 16),
+      hashes: index.subarray(at + INDEX_ENTRY_BYTES, at + INDEX_ENTRY_BYTES + hl),
+    });
+    at += INDEX_ENTRY_BYTES + hl;
+  }
+  return out;
+}
