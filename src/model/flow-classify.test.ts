@@ -258,4 +258,8 @@ test("MGN steps and errors map to flows and back", () => {
     formatFinding({ flow: "F7", observed: "o", cause: "c", fix: "f" }),
     /^F7 data plane .*: o — c\. Fix: f$/,
   );
+  assert.match(
+    formatFinding({ flow: "F7", observed: "o", cause: "c", fix: "f", code: "SG_1500_MISSING" }),
+    / \[SG_1500_MISSING\]$/,
+  );
 });

@@ -92,7 +92,7 @@ export function mgnFailureForFlow(
   return { step: "AUTHENTICATE_WITH_SERVICE", error: "FAILED_TO_AUTHENTICATE_WITH_SERVICE" };
 }
 
-/** `F7 data plane …: observed — cause. Fix: …` — the one line a rawError or a log carries. */
-export function formatFinding(f: Pick<FlowFinding, "flow" | "observed" | "cause" | "fix">): string {
-  return `${f.flow} ${FLOW_TITLES[f.flow]}: ${f.observed} — ${f.cause}. Fix: ${f.fix}`;
+/** `F7 data plane …: observed — cause. Fix: … [CODE]` — the one line a rawError or a log carries. */
+export function formatFinding(f: Pick<FlowFinding, "flow" | "observed" | "cause" | "fix" | "code">): string {
+  return `${f.flow} ${FLOW_TITLES[f.flow]}: ${f.observed} — ${f.cause}. Fix: ${f.fix}${f.code ? ` [${f.code}]` : ""}`;
 }

@@ -294,8 +294,7 @@ export function probeDataPlane(o: DataPlaneProbeOptions): Promise<DataPlaneProbe
       const pairing = /CERTIFICATE|UNKNOWN_CA|ALERT|ECONNRESET/i.test(code) || /alert/i.test(String(err));
       done({ ok: false, stage: pairing ? "pairing" : stage, error: code });
     });
-    s.once("close", () =>
-      done({ ok: false, stage: stage === "tls" ? "pairing" : "transfer", error: "CLOSED" }),
-    );
+    // Closed without an answer: with TLS 1.3 that is how a refused client certificate ends.
+    s.once("close", () => done({ ok: false, stage: "pairing", error: "CLOSED" }));
   });
 }
