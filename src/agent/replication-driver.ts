@@ -166,6 +166,8 @@ export class ReplicationDriver {
     this.failedFlow = { ...finding, ok: false, at: new Date().toISOString() };
     this.lastFailure = { error: mgn.error, step: mgn.step, rawError: formatFinding(finding) };
     run.connected = false;
+    // Before the first connection MGN shows the failed initiation step; after it, a stall.
+    if (run.phase !== "INITIATING") run.phase = "STALLED";
     run.error = { error: mgn.error, rawError: formatFinding(finding) };
     return mgn;
   }
