@@ -1,12 +1,11 @@
 /**
  * A SnapshotCatalog over plain raw image files, for launch tests that do not
  * need the replicator's staging store: a snapshot is a sparse copy of an image
- * plus a SHA-256 per block, and reads are checked against those hashes like
+ * plus a BLAKE3 per block, and reads are checked against those hashes like
  * the real store's (a flipped byte → SNAPSHOT_DAMAGED naming the block).
  * `takeSnapshot` copies the attached live images, between optional
  * `quiesce`/`resume` hooks (e.g. fsfreeze) that make the copy a consistency point.
  */
-import { createHash } from "node:crypto";
 import { execFile } from "node:child_process";
 import { mkdir, open, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -18,10 +17,11 @@ import type {
   SnapshotReader,
 } from "../../src/model/staging.ts";
 import { FerryError } from "../../src/lib/errors.ts";
+import { blake3Of } from "../../src/wire/hashes.ts";
 
 const run = promisify(execFile);
 const BLOCK = 64 * 1024;
-const ZERO_HASH = createHash("sha256").update(Buffer.alloc(BLOCK)).digest("hex");
+const ZERO_HASH = blake3Of(Buffer.alloc(BLOCK)).toString("hex");
 
 export interface RawImageCatalog extends SnapshotCatalog {
   root: string;
@@ -38,7 +38,7 @@ export interface RawImageCatalog extends SnapshotCatalog {
 }
 
 function hashBlock(buf: Buffer): string {
-  return createHash("sha256").update(buf).digest("hex");
+  return blake3Of(buf).toString("hex");
 }
 
 export function createRawImageCatalog(root: string): RawImageCatalog {
@@ -121,25 +121,26 @@ export function createRawImageCatalog(root: string): RawImageCatalog {
       return {
         info,
         async read(offset, length) {
-          const out = Buffer.alloc(length);
+          if (length === 0) return Buffer.alloc(0);
           const first = Math.floor(offset / BLOCK);
           const last = Math.floor((offset + length - 1) / BLOCK);
-          const block = Buffer.alloc(BLOCK);
-          for (let b = first; b <= last && length > 0; b++) {
-            block.fill(0);
+          // One read for the aligned range, then every block checked against its hash.
+          const span = Buffer.allocUnsafe((last - first + 1) * BLOCK);
+          const start0 = first * BLOCK;
+          const want = Math.min(span.length, info.diskSize - start0);
+          const { bytesRead } = await fh.read(span, 0, want, start0);
+          span.fill(0, bytesRead);
+          for (let b = first; b <= last; b++) {
             const start = b * BLOCK;
-            await fh.read(block, 0, Math.min(BLOCK, info.diskSize - start), start);
+            const block = span.subarray(start - start0, start - start0 + BLOCK);
             if (hashBlock(block) !== hashes[b])
               throw new FerryError(
                 "SNAPSHOT_DAMAGED",
                 `block at offset ${start} of snapshot ${snapshotId} (disk ${diskId}) does not match its recorded hash; the stored data is damaged`,
                 { details: { offset: start } },
               );
-            const from = Math.max(offset, start);
-            const to = Math.min(offset + length, start + BLOCK);
-            block.copy(out, from - offset, from - start, to - start);
           }
-          return out;
+          return span.subarray(offset - start0, offset - start0 + length);
         },
         async *extents(): AsyncIterable<SnapshotExtent> {
           let cur: SnapshotExtent | undefined;
