@@ -267,7 +267,7 @@ function classifyConnect(c: FlowContext, f: Extract<FlowFailure, { check: "conne
     };
   }
   if (TIMEOUT.has(f.error)) {
-    const rule = c.role === "replicator" ? `TCP 1500 ${from(c)}` : `TCP 443 ${from(c)}`;
+    const rule = `TCP ${port} ${from(c)}`;
     return {
       code: c.role === "replicator" ? "SG_1500_MISSING" : "SG_443_MISSING",
       observed,
