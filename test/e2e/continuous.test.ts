@@ -87,4 +87,94 @@ describe("continuous replication", () => {
     await assert.rejects(sync, (e: unknown) => e instanceof FerryError && e.code === "ABORTED");
     await tracker.stop();
   });
+
+  test("NOT_CONVERGING: the source writes faster than the throttle allows; reported with both rates; recovers when the writes stop", async () => {
+    const disk = join(scratch.dir, "busy.img");
+    await writeFile(disk, randomBytes(16 * MiB));
+    const tracker = new ScanTracker({
+      devicePath: disk,
+      stateDir: join(scratch.dir, "busy.tracker"),
+      intervalMs: 200,
+    });
+    await tracker.start();
+    const statuses: ContinuousStatus[] = [];
+    const ac = new AbortController();
+    const sync = replicateDisk({
+      sourcePath: disk,
+      sourceServerId: SERVER,
+      diskId: "busy",
+      endpoint: rep.endpoint,
+      stateDir: join(scratch.dir, "agent"),
+      bandwidthMbps: 8, // 1 MB/s
+      compression: "none",
+      signal: ac.signal,
+      continuous: {
+        tracker,
+        intervalMs: 100,
+        consistencyIntervalMs: 60_000,
+        convergeWindowMs: 3000,
+        onStatus: (s) => statuses.push(s),
+      },
+    });
+    sync.catch(() => {});
+    let writing = true;
+    // Random 4 KiB writes all over a 4 MiB region: each dirties its 64 KiB block, ~10 MB/s of dirty blocks.
+    const writer = (async () => {
+      await until("continuous mode", () => statuses.length > 0, 60000);
+      const fh = await open(disk, "r+");
+      try {
+        while (writing) {
+          for (let i = 0; i < 16; i++) {
+            await fh.write(randomBytes(4096), 0, 4096, Math.floor(Math.random() * 1024) * 4096);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        await fh.close();
+      }
+    })();
+    try {
+      await until("NOT_CONVERGING", () => statuses.at(-1)?.error?.error === "NOT_CONVERGING", 30000);
+      const st = statuses.at(-1)!;
+      assert.ok(
+        st.writeBytesPerSecond > st.sendBytesPerSecond,
+        `writes ${st.writeBytesPerSecond} B/s > sends ${st.sendBytesPerSecond} B/s`,
+      );
+      assert.ok(
+        st.sendBytesPerSecond > 0.5e6 && st.sendBytesPerSecond < 1.3e6,
+        `sends at the 1 MB/s throttle: ${st.sendBytesPerSecond}`,
+      );
+      assert.ok(st.backloggedBytes > 0 && st.lagMs >= 3000);
+      const mb = (b: number) => (b / 1e6).toFixed(1);
+      assert.ok(
+        st.error!.rawError.includes(
+          `writes ${mb(st.writeBytesPerSecond)} MB/s but only ${mb(st.sendBytesPerSecond)} MB/s`,
+        ),
+        st.error!.rawError,
+      );
+      // The writes stop: the backlog drains at the throttle, the error clears, the replica catches up.
+      writing = false;
+      await writer;
+      const want = await sha256File(disk);
+      await until(
+        "caught up",
+        () => statuses.at(-1)!.backloggedBytes === 0 && statuses.at(-1)!.error === undefined,
+        60000,
+      );
+      const last = statuses.at(-1)!;
+      assert.equal(last.dataReplicationState, "CONTINUOUS");
+      assert.equal(last.lagMs, 0);
+      await until(
+        "replica identical",
+        async () => (await sha256File(await stagingImage(rep.dataDir, SERVER, "busy"))) === want,
+        30000,
+      );
+    } finally {
+      writing = false;
+      await writer.catch(() => undefined);
+      ac.abort();
+      await sync.catch(() => undefined);
+      await tracker.stop();
+    }
+  });
 });
