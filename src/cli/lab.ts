@@ -35,7 +35,7 @@ export function registerLab(program: Command, ctx: CliContext): void {
         networkOnly?: boolean;
         json?: boolean;
       }) => {
-        const { startLab, requireRoot } = await import("../net/lab/lab.ts");
+        const { startLab, requireRoot } = await import("../net/lab/index.ts");
         requireRoot();
         const services = !o.networkOnly;
         const l = await startLab({ replicators: o.replicators, region: o.region, services, env: ctx.env });
@@ -65,7 +65,7 @@ export function registerLab(program: Command, ctx: CliContext): void {
     )
     .option("--json", "print what was removed as JSON")
     .action(async (id: string | undefined, o: { all?: boolean; json?: boolean }) => {
-      const { requireRoot } = await import("../net/lab/lab.ts");
+      const { requireRoot } = await import("../net/lab/index.ts");
       const { downLabs } = await import("../net/lab/describe.ts");
       requireRoot();
       const result = await downLabs({ ...(id ? { id } : {}), all: Boolean(o.all), env: ctx.env });

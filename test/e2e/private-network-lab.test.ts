@@ -19,7 +19,7 @@ import { alive } from "../../src/net/lab/system.ts";
 import { labUnavailable } from "../support/lab.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
-const LAB = join(ROOT, "src", "net", "lab", "lab.ts");
+const LAB = join(ROOT, "src", "net", "lab", "index.ts");
 
 /** A registry of this test's own: `ferry lab down` here never sees the labs of anyone else. */
 let env: NodeJS.ProcessEnv = process.env;

@@ -45,9 +45,9 @@
  */
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { type Lab, startLab, type LabOptions } from "../../src/net/lab/lab.ts";
+import { type Lab, startLab, type LabOptions } from "../../src/net/lab/index.ts";
 
-export type { Lab } from "../../src/net/lab/lab.ts";
+export type { Lab } from "../../src/net/lab/index.ts";
 
 const MAIN = join(import.meta.dirname, "..", "..", "src", "cli", "main.ts");
 const open = new Set<string>();
