@@ -18,9 +18,9 @@ async function probe(lab: Lab, from: Parameters<Lab["exec"]>[0], url: string): P
   const r = await lab.exec(
     from,
     "curl",
-    ["--silent", "--insecure", "--connect-timeout", "1", "--max-time", "3", "--output", "/dev/null", url],
+    ["--silent", "--insecure", "--connect-timeout", "1", "--max-time", "15", "--output", "/dev/null", url],
     {
-      timeoutMs: 10_000,
+      timeoutMs: 20_000,
     },
   );
   return r.code;
