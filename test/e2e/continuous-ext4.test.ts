@@ -282,8 +282,11 @@ describe("continuous replication of a mounted ext4 with the eBPF tracker", { ski
     try {
       await until("continuous mode", () => statuses.length > 0);
       await workload.done;
-      const frozenPoints = statuses.filter((s) => s.lastFreeze);
-      assert.ok(frozenPoints.length > 0, "consistency points froze the filesystem");
+      await until(
+        "a consistency point that froze the filesystem",
+        () => statuses.some((s) => s.lastFreeze),
+        30000,
+      );
       await until("a consistent point after the workload", () => {
         const last = statuses.at(-1)!;
         return last.lastConsistentAt !== null && last.backloggedBytes === 0 && last.lastFreeze !== undefined;
@@ -302,5 +305,112 @@ describe("continuous replication of a mounted ext4 with the eBPF tracker", { ski
     await writeFile(join(mnt, "after"), "thawed");
     await sh("sync", ["-f", join(mnt, "after")]);
     assert.ok(performance.now() - t0 < 2000, "the filesystem is not frozen after replication stopped");
+  });
+
+  test("lost events: writes the tracer never reported, or a ring buffer that overflowed, make the loop rescan; the replica gets them", async () => {
+    // A stand-in for bpftrace on a raw loop device: it attaches nothing, answers every probe read
+    // (so the tracker trusts it) and reports no write; once a trigger file exists it prints one
+    // "Lost N events" line, as bpftrace does when its ring buffer overflows.
+    const trigger = join(scratch.dir, "lose-now");
+    const fake = join(scratch.dir, "fake-bpftrace");
+    await writeFile(
+      fake,
+      `#!/bin/sh
+echo "Attaching 3 probes..."
+echo ready
+end=$(( $(date +%s) + 120 ))
+said=""
+while [ "$(date +%s)" -lt "$end" ]; do
+  echo "probe 18446744073709551615 0 8"
+  if [ -z "$said" ] && [ -e ${JSON.stringify(trigger)} ]; then echo "Lost 12 events"; said=1; fi
+  sleep 0.01
+done
+`,
+      { mode: 0o755 },
+    );
+    const dev = await attachLoop(scratch, await createImage(scratch, "lost.img", 32 * MiB));
+    const tracker = new EbpfTracker({
+      devicePath: dev,
+      stateDir: join(scratch.dir, "lost.tracker"),
+      bpftracePath: fake,
+    });
+    await tracker.start();
+    const statuses: ContinuousStatus[] = [];
+    const ac = new AbortController();
+    const sync = replicateDisk({
+      sourcePath: dev,
+      sourceServerId: SERVER,
+      diskId: "lost",
+      endpoint: rep.endpoint,
+      stateDir: join(scratch.dir, "agent"),
+      signal: ac.signal,
+      continuous: {
+        tracker,
+        intervalMs: 100,
+        consistencyIntervalMs: 60_000,
+        onStatus: (s) => statuses.push(s),
+      },
+    });
+    sync.catch(() => {});
+    const replicaHas = async (offset: number, data: Buffer) => {
+      const fh = await open(await stagingImage(rep.dataDir, SERVER, "lost"), "r");
+      try {
+        const b = Buffer.alloc(data.length);
+        await fh.read(b, 0, b.length, offset);
+        return b.equals(data);
+      } finally {
+        await fh.close();
+      }
+    };
+    const writeDirect = async (offset: number, data: Buffer) => {
+      const src = join(scratch.dir, "block.bin");
+      await writeFile(src, data);
+      await sh("dd", [
+        `if=${src}`,
+        `of=${dev}`,
+        `bs=${data.length}`,
+        "count=1",
+        `seek=${offset}`,
+        "oflag=direct,seek_bytes",
+        "status=none",
+      ]);
+    };
+    try {
+      await until("continuous mode", () => statuses.length > 0 && statuses.at(-1)!.backloggedBytes === 0);
+      const rescannedBefore = statuses.at(-1)!.rescannedBytes;
+      // 1. Writes the tracer never reports: the check against the kernel's counters finds them.
+      const a = randomBytes(12 * 1024);
+      await writeDirect(5 * MiB, a);
+      await until(
+        "the unreported write reached the replica through a rescan",
+        () => replicaHas(5 * MiB, a),
+        60000,
+      );
+      assert.ok(
+        statuses.some((s) => s.dataReplicationState === "RESCAN"),
+        "the loop said RESCAN",
+      );
+      const afterFirst = statuses.at(-1)!.rescannedBytes;
+      assert.ok(
+        afterFirst >= rescannedBefore + 32 * MiB,
+        `the whole disk was compared (${afterFirst} bytes)`,
+      );
+      // 2. The ring buffer overflowed ("Lost N events"): a gap, a rescan, and the write arrives.
+      await until("quiet", () => statuses.at(-1)!.dataReplicationState === "CONTINUOUS");
+      const b = randomBytes(8 * 1024);
+      await writeDirect(20 * MiB, b);
+      await writeFile(trigger, "");
+      await until(
+        "the write reached the replica after the lost events",
+        () => replicaHas(20 * MiB, b),
+        60000,
+      );
+      assert.ok(tracker.stats().lostEvents >= 12, `lost events counted: ${tracker.stats().lostEvents}`);
+      assert.ok(statuses.at(-1)!.rescannedBytes >= afterFirst + 32 * MiB, "a second full rescan");
+    } finally {
+      ac.abort();
+      await sync.catch(() => undefined);
+      await tracker.stop();
+    }
   });
 });
