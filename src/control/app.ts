@@ -17,6 +17,7 @@ import { parseTagsBody, withTags } from "./api/tags.ts";
 import { register, report } from "./agent-api/handlers.ts";
 import { registerReplicator } from "./agent-api/replicators.ts";
 import { assignment } from "./agent-api/assignment.ts";
+import { noteRefusedSignature } from "./agent-api/auth-failures.ts";
 import { createAgentPackageRoutes } from "./agent-package.ts";
 import { REPLICATOR_REGISTER_PATH, ReplicatorRegisterRequest } from "../model/replicator.ts";
 import {
@@ -127,6 +128,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       region: base.region,
       now: base.now(),
       lookupSecret: async (id) => (resolved = await base.accessKeys.resolve(id))?.secret,
+    }).catch(async (err: unknown) => {
+      await noteRefusedSignature(base, c.req.raw.headers, err);
+      throw err;
     });
     const row = resolved!.row;
     return {
