@@ -17,7 +17,7 @@ import type {
 } from "./mgn-shapes.gen.ts";
 import type { AgentReplicationState, DesiredReplicationState } from "./agent-api.ts";
 import { isoDateTime, isoDuration } from "./duration.ts";
-import type { ObservedFlowFailure } from "./flows.ts";
+import { formatFinding, type ObservedFlowFailure } from "./flows.ts";
 import type { LaunchedInstanceDetails } from "./launch.ts";
 
 export interface AgentStatus {
@@ -132,7 +132,11 @@ export function computeDataReplicationInfo(
         dataReplicationState: "STALLED",
         dataReplicationError: {
           error: "AGENT_NOT_SEEN",
-          rawError: `No report from the agent since ${isoDateTime(seen)}: flow F2 (service from the source, 443) is the likely block; run \`ferry doctor --source\` on the source`,
+          rawError: `No report from the agent since ${isoDateTime(seen)}: ${
+            a.failedFlow?.flow === "F2"
+              ? formatFinding(a.failedFlow)
+              : "flow F2 (service from the source, 443) is the likely block; run `ferry doctor --source` on the source"
+          }`,
         },
       },
       a,
