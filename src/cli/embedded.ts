@@ -1,15 +1,17 @@
 /**
  * The embedded default, as a function: the control plane and one local
- * replicator that joins it (the `local` provisioner). Used by `ferry up` and
+ * replicator that joins it (the `local` provisioner), and a launcher that
+ * launches from the replicator's staging store (instances in `<dataDir>/launch`). Used by `ferry up` and
  * `ferry demo`. The first start creates the CA, the certificates, an operator
  * key and the replicator's key, kept in the data directory (secrets in
  * `credentials.json`, mode 0600).
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { systemErrorCode } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ControlPlane } from "../control/index.ts";
+import type { SnapshotCatalog } from "../model/staging.ts";
 
 export interface EmbeddedOptions {
   dataDir: string;
@@ -55,7 +57,17 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
   const { startReplicator, certificateAuthorizer } = await import("../replicator/server.ts");
   const { joinControlPlane } = await import("../replicator/join.ts");
+  const { createLauncher } = await import("../launch/index.ts");
   const names = o.certNames ?? [];
+  // Launches read the local replicator's staging store, which starts after the control plane.
+  let catalog: SnapshotCatalog | undefined;
+  let releaseStaging: ((sourceServerID: string) => Promise<void>) | undefined;
+  const launcher = createLauncher({
+    dataDir: join(o.dataDir, "launch"),
+    catalog: () => catalog,
+    releaseStaging: async (id) => releaseStaging?.(id),
+    logger: o.log.child({ component: "launch" }),
+  });
   const server = await startServer({
     dataDir: join(o.dataDir, "server"),
     host: o.listen.host,
@@ -65,6 +77,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
     ...(o.reportIntervalSeconds ? { reportIntervalSeconds: o.reportIntervalSeconds } : {}),
     certNames: [...new Set(["localhost", "127.0.0.1", o.listen.host, ...names])],
     logger: o.log.child({ component: "server" }),
+    launcher,
   });
   let replicator: Awaited<ReturnType<typeof startReplicator>> | undefined;
   let membership: Awaited<ReturnType<typeof joinControlPlane>> | undefined;
@@ -107,6 +120,12 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       requireClientCertificates: true,
       log: o.log.child({ component: "replicator" }),
     });
+    catalog = replicator.catalog;
+    // FinalizeCutover / DisconnectFromService: the server's staging volumes go (local store: one directory).
+    releaseStaging = async (id) => {
+      if (!/^s-[0-9a-zA-Z]{17}$/.test(id)) return;
+      await rm(join(replicatorDataDir, "volumes", id), { recursive: true, force: true });
+    };
     const advertised = o.replicatorListen.host === "0.0.0.0" ? "127.0.0.1" : o.replicatorListen.host;
     membership = await joinControlPlane({
       endpoint: server.url,
@@ -140,14 +159,16 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       controlPlane: server.controlPlane,
       async close() {
         member.stop();
-        await rep.close();
         await server.close();
+        await launcher.close();
+        await rep.close();
       },
     };
   } catch (err) {
     membership?.stop();
-    await replicator?.close();
     await server.close();
+    await launcher.close();
+    await replicator?.close();
     throw err;
   }
 }
