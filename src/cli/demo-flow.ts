@@ -20,6 +20,7 @@ import { formatBytes, formatDuration, parseSize } from "../lib/units.ts";
 import { type CliContext, writeJson, writeLine } from "./context.ts";
 import { type DemoOptions, buildSampleDisk } from "./demo.ts";
 import { startEmbedded } from "./embedded.ts";
+import { demoLaunch } from "./demo-launch.ts";
 import { demoInstall } from "./demo-install.ts";
 
 const run = promisify(execFile);
@@ -166,8 +167,10 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
       diskIdFor(disk),
       await hashDisk(disk),
     );
+    const launched = await demoLaunch(mgn, up, installed.sourceServerID, disk, say);
     const seconds = (performance.now() - started) / 1000;
     const summary = {
+      launch: launched,
       identical: report.ok,
       bytes: report.diskSize,
       seconds,
