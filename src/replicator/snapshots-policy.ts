@@ -81,7 +81,8 @@ export function expiredSnapshots<T extends PolicySnapshot>(
   return snapshots.filter((s) => {
     if (s === newest) return false;
     const rules = enabled.filter((r) => s.ruleIds?.includes(String(r.ruleID)));
-    const keep = rules.length > 0 ? Math.max(...rules.map(retentionMs)) : longest;
+    // With no rule at all, nothing but a rule's own snapshots ever expires.
+    const keep = rules.length > 0 ? Math.max(...rules.map(retentionMs)) : longest > 0 ? longest : Infinity;
     return now.getTime() - Date.parse(s.createdAt) > keep;
   });
 }
