@@ -26,6 +26,10 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
     )
     .option("--listen <host:port>", "address to listen on", "0.0.0.0:1500")
     .option(
+      "--pit-policy <file>",
+      'point-in-time snapshot rules (JSON, DRS shape: [{"ruleID":1,"units":"MINUTE","interval":10,"retentionDuration":60,"enabled":true}]); default: 10 min kept 1 h, hourly kept 24 h, daily kept 7 days',
+    )
+    .option(
       "--token <token>",
       "pairing token agents must present (default: created once and kept in the data dir)",
     )
@@ -78,6 +82,13 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
         heartbeatIntervalMs: Number(opts.heartbeatMs),
         idleTimeoutMs: Number(opts.idleTimeoutMs),
         log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
+        ...(opts.pitPolicy
+          ? {
+              pitPolicy: await (
+                await import("../replicator/snapshots-policy.ts")
+              ).loadPitPolicy(String(opts.pitPolicy)),
+            }
+          : {}),
       });
       let membership: Membership | undefined;
       if (opts.join) {
