@@ -3,13 +3,23 @@
  * on loopback, beside the disk's direct-read rate and rsync (daemon on
  * loopback) on the same disk.
  *
- *   node bench/initial-sync.ts [--size 4G] [--dir /var/tmp/ferry-bench] [--staging DIR] [--json]
+ *   node bench/initial-sync.ts [--size 4G] [--dir /var/tmp/ferry-bench] [--staging DIR]
+ *     [--runs N] [--variant "NAME[@CHECKOUT]=AGENT ARGS" ...] [--skip-rsync] [--profile DIR] [--json]
  *
  * As root the disk is a loop device (read with O_DIRECT, caches dropped
- * between runs); otherwise an image file.
+ * between runs); otherwise an image file. With --runs N each measurement is
+ * taken N times, interleaved (direct read, Ferry, rsync, direct read, ...), and
+ * the medians are reported: on a shared machine one run says little.
+ * --profile writes a V8 CPU profile of each agent run into DIR.
+ *
+ * --variant compares agent configurations in one session, interleaved run by
+ * run (e.g. `--variant "none=--compression none" --variant "auto="`); with
+ * @CHECKOUT the agent runs from another checkout of Ferry (a worktree of an
+ * older commit, for before/after figures), the replicator always from this one.
  */
 import { spawn } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/lib/units.ts";
@@ -24,8 +34,34 @@ const { values } = parseArgs({
     dir: { type: "string", default: "/var/tmp/ferry-bench" },
     staging: { type: "string" },
     json: { type: "boolean", default: false },
+    runs: { type: "string", default: "1" },
+    variant: { type: "string", multiple: true, default: [] },
+    "skip-rsync": { type: "boolean", default: false },
+    profile: { type: "string" },
   },
 });
+const runs = Math.max(1, Math.min(20, Number(values.runs) || 1));
+
+interface Variant {
+  name: string;
+  ferry: string;
+  args: string[];
+}
+
+function parseVariant(v: string): Variant {
+  const eq = v.indexOf("=");
+  const head = eq < 0 ? v : v.slice(0, eq);
+  const [name, checkout] = head.split("@");
+  const args =
+    eq < 0
+      ? []
+      : v
+          .slice(eq + 1)
+          .split(/\s+/)
+          .filter(Boolean);
+  return { name: name || "ferry", ferry: checkout ? join(checkout, "bin", "ferry") : FERRY, args };
+}
+const variants = values.variant!.length ? values.variant!.map(parseVariant) : [parseVariant("ferry=")];
 const size = parseSize(values.size!);
 const dir = values.dir!;
 const staging = values.staging ?? join(dir, "staging");
@@ -82,39 +118,41 @@ async function rsyncDaemon(dest: string): Promise<{ port: number; stop: () => Pr
   };
 }
 
-async function main(): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await rm(staging, { recursive: true, force: true });
-  const image = join(dir, "disk.img");
-  const log = (s: string) => {
-    if (!values.json) process.stderr.write(`${s}\n`);
-  };
-  log(`writing a ${(size / GiB).toFixed(1)} GiB benchmark disk at ${image}`);
-  await writeBenchImage(image, size);
-  let source = image;
-  let loop: string | undefined;
-  if (isRoot()) {
-    loop = (await timed("losetup", ["--find", "--show", "--direct-io=on", image])).stdout.trim();
-    source = loop;
-  }
-  try {
-    // 1. Direct read of the same disk.
-    await dropCaches();
-    const dd = await timed("dd", [
-      `if=${source}`,
-      "of=/dev/null",
-      "bs=1M",
-      ...(loop ? ["iflag=direct"] : []),
-    ]);
-    const directRate = mbps(size, dd.seconds);
-    log(`direct read: ${directRate.toFixed(0)} MB/s`);
+interface FerryRun {
+  rate: number;
+  seconds: number;
+  cpuSeconds: number;
+  maxRssMiB: number;
+  wireBytes: number;
+  zeroBytes: number;
+  compressionRatio: number;
+}
 
-    // 2. Ferry: replicator and agent in their own processes, TLS on loopback.
-    const rep = await startReplicator();
-    let ferry;
-    try {
-      await dropCaches();
-      ferry = await timedWithUsage(FERRY, [
+async function directRead(source: string, direct: boolean): Promise<number> {
+  await dropCaches();
+  const dd = await timed("dd", [
+    `if=${source}`,
+    "of=/dev/null",
+    "bs=1M",
+    ...(direct ? ["iflag=direct"] : []),
+  ]);
+  return mbps(size, dd.seconds);
+}
+
+async function ferryRun(source: string, run: number, variant: Variant): Promise<FerryRun> {
+  const rep = await startReplicator();
+  let ferry;
+  try {
+    await dropCaches();
+    const env = values.profile
+      ? {
+          ...process.env,
+          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --cpu-prof --cpu-prof-dir=${values.profile} --cpu-prof-name=agent-${variant.name}-${run}.cpuprofile`,
+        }
+      : process.env;
+    ferry = await timedWithUsage(
+      variant.ferry,
+      [
         "agent",
         "replicate",
         "--json",
@@ -131,83 +169,162 @@ async function main(): Promise<void> {
         "--state-dir",
         join(dir, "agent-state"),
         "--resync",
-      ]);
-    } finally {
-      await rep.stop();
-    }
-    const done = JSON.parse(ferry.stdout.trim().split("\n").at(-1)!) as {
-      disks: {
-        seconds: number;
-        wireBytes: number;
-        zeroBytes: number;
-        compressedRawBytes: number;
-        compressedBytes: number;
-      }[];
-    };
-    const d = done.disks[0]!;
-    const ferryRate = mbps(size, d.seconds);
-    log(
-      `ferry: ${ferryRate.toFixed(0)} MB/s (${d.seconds.toFixed(2)} s sync, ${ferry.seconds.toFixed(2)} s with process start)`,
+        ...variant.args,
+      ],
+      env,
     );
+  } finally {
+    await rep.stop();
+  }
+  await rm(staging, { recursive: true, force: true });
+  const done = JSON.parse(ferry.stdout.trim().split("\n").at(-1)!) as {
+    disks: {
+      seconds: number;
+      wireBytes: number;
+      zeroBytes: number;
+      compressedRawBytes: number;
+      compressedBytes: number;
+    }[];
+  };
+  const d = done.disks[0]!;
+  return {
+    rate: mbps(size, d.seconds),
+    seconds: d.seconds,
+    cpuSeconds: ferry.userSeconds + ferry.sysSeconds,
+    maxRssMiB: Math.round(ferry.maxRssKiB / 1024),
+    wireBytes: d.wireBytes,
+    zeroBytes: d.zeroBytes,
+    compressionRatio: d.compressedBytes ? d.compressedRawBytes / d.compressedBytes : 1,
+  };
+}
 
-    // 3. rsync to a daemon on loopback, same disk (as a file: rsync does not read devices).
-    const dest = join(dir, "rsync-dest");
+async function rsyncRun(image: string): Promise<number> {
+  const dest = join(dir, "rsync-dest");
+  await rm(dest, { recursive: true, force: true });
+  await mkdir(dest, { recursive: true });
+  const daemon = await rsyncDaemon(dest);
+  let rs;
+  try {
+    await dropCaches();
+    rs = await timed("rsync", [
+      "--whole-file",
+      "--inplace",
+      image,
+      `rsync://127.0.0.1:${daemon.port}/bench/`,
+    ]);
+  } finally {
+    await daemon.stop();
     await rm(dest, { recursive: true, force: true });
-    await mkdir(dest, { recursive: true });
-    const daemon = await rsyncDaemon(dest);
-    let rs;
-    try {
-      await dropCaches();
-      rs = await timed("rsync", [
-        "--whole-file",
-        "--inplace",
-        image,
-        `rsync://127.0.0.1:${daemon.port}/bench/`,
-      ]);
-    } finally {
-      await daemon.stop();
-    }
-    const rsyncRate = mbps(size, rs.seconds);
-    log(`rsync: ${rsyncRate.toFixed(0)} MB/s`);
-    await rm(dest, { recursive: true, force: true });
+  }
+  return mbps(size, rs.seconds);
+}
 
-    const result = {
-      bench: "initial-sync",
-      sizeBytes: size,
-      source: loop ? "loop device (O_DIRECT)" : "image file",
-      staging,
-      directReadMBps: Math.round(directRate),
-      ferryMBps: Math.round(ferryRate),
-      ferrySyncSeconds: d.seconds,
-      ferryAgentCpuSeconds: ferry.userSeconds + ferry.sysSeconds,
-      ferryAgentMaxRssMiB: Math.round(ferry.maxRssKiB / 1024),
-      ferryWireBytes: d.wireBytes,
-      ferryZeroBytes: d.zeroBytes,
-      compressionRatio: d.compressedBytes ? d.compressedRawBytes / d.compressedBytes : 1,
-      rsyncMBps: Math.round(rsyncRate),
-      ferryVsDirect: Number(ratio(ferryRate, directRate)),
-      ferryVsRsync: Number(ratio(ferryRate, rsyncRate)),
-      targetP1: "ferry ≥ 0.80 × direct read; ≥ 3 × rsync",
-    };
-    if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-    else {
-      console.log(`initial sync of ${(size / GiB).toFixed(1)} GiB (${result.source}), staging in ${staging}`);
-      console.log(`  direct read   ${String(result.directReadMBps).padStart(6)} MB/s`);
-      console.log(
-        `  ferry (TLS)   ${String(result.ferryMBps).padStart(6)} MB/s   ${result.ferryVsDirect}× direct read`,
-      );
-      console.log(
-        `  rsync daemon  ${String(result.rsyncMBps).padStart(6)} MB/s   ferry is ${result.ferryVsRsync}× rsync`,
-      );
-      console.log(
-        `  agent: ${result.ferryAgentCpuSeconds.toFixed(1)} CPU s, peak RSS ${result.ferryAgentMaxRssMiB} MiB; wire ${(d.wireBytes / GiB).toFixed(2)} GiB; zstd ${result.compressionRatio.toFixed(2)}×`,
-      );
-      console.log(`  target P1: ${result.targetP1}`);
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function main(): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  if (values.profile) await mkdir(values.profile, { recursive: true });
+  await rm(staging, { recursive: true, force: true });
+  const image = join(dir, "disk.img");
+  const log = (s: string) => {
+    if (!values.json) process.stderr.write(`${s}\n`);
+  };
+  log(`writing a ${(size / GiB).toFixed(1)} GiB benchmark disk at ${image}`);
+  await writeBenchImage(image, size);
+  let source = image;
+  let loop: string | undefined;
+  if (isRoot()) {
+    loop = (await timed("losetup", ["--find", "--show", "--direct-io=on", image])).stdout.trim();
+    source = loop;
+  }
+  const direct: number[] = [];
+  const ferry = new Map<string, FerryRun[]>(variants.map((v) => [v.name, []]));
+  const rsync: number[] = [];
+  const load: number[] = [];
+  try {
+    for (let r = 0; r < runs; r++) {
+      load.push(loadavg()[0]!);
+      // 1. Direct read of the same disk.
+      direct.push(await directRead(source, loop !== undefined));
+      log(`run ${r + 1}/${runs}: direct read ${direct.at(-1)!.toFixed(0)} MB/s`);
+      // 2. Ferry: replicator and agent in their own processes, TLS on loopback.
+      for (const v of variants) {
+        const f = await ferryRun(source, r, v);
+        ferry.get(v.name)!.push(f);
+        log(
+          `run ${r + 1}/${runs}: ${v.name} ${f.rate.toFixed(0)} MB/s (${f.seconds.toFixed(2)} s, agent ${f.cpuSeconds.toFixed(1)} CPU s, ${f.maxRssMiB} MiB)`,
+        );
+      }
+      // 3. rsync to a daemon on loopback, same disk (as a file: rsync does not read devices).
+      if (!values["skip-rsync"]) {
+        rsync.push(await rsyncRun(image));
+        log(`run ${r + 1}/${runs}: rsync ${rsync.at(-1)!.toFixed(0)} MB/s`);
+      }
     }
   } finally {
     if (loop) await timed("losetup", ["-d", loop]);
     await rm(image, { force: true });
     await rm(staging, { recursive: true, force: true });
+  }
+  const directRate = median(direct);
+  const rsyncRate = rsync.length ? median(rsync) : NaN;
+  const summaries = variants.map((v) => {
+    const fs = ferry.get(v.name)!;
+    const rate = median(fs.map((f) => f.rate));
+    const last = fs.at(-1)!;
+    return {
+      variant: v.name,
+      agentArgs: v.args.join(" "),
+      ferryMBps: Math.round(rate),
+      ferryRunsMBps: fs.map((f) => Math.round(f.rate)),
+      ferrySyncSeconds: Number(median(fs.map((f) => f.seconds)).toFixed(2)),
+      ferryAgentCpuSeconds: Number(median(fs.map((f) => f.cpuSeconds)).toFixed(2)),
+      ferryAgentMaxRssMiB: Math.max(...fs.map((f) => f.maxRssMiB)),
+      ferryWireBytes: last.wireBytes,
+      ferryZeroBytes: last.zeroBytes,
+      compressionRatio: Number(last.compressionRatio.toFixed(2)),
+      ferryVsDirect: Number(ratio(rate, directRate)),
+      ferryVsRsync: Number(ratio(rate, rsyncRate)),
+    };
+  });
+  const result = {
+    bench: "initial-sync",
+    sizeBytes: size,
+    source: loop ? "loop device (O_DIRECT)" : "image file",
+    staging,
+    runs,
+    loadAverage1m: load.map((l) => Number(l.toFixed(2))),
+    directReadMBps: Math.round(directRate),
+    directRunsMBps: direct.map(Math.round),
+    rsyncMBps: Math.round(rsyncRate),
+    rsyncRunsMBps: rsync.map(Math.round),
+    // The first variant's figures at the top level, as before variants existed.
+    ...summaries[0]!,
+    variants: summaries,
+    targetP1: "ferry ≥ 0.80 × direct read; ≥ 3 × rsync",
+  };
+  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else {
+    const of = runs > 1 ? ` (medians of ${runs} runs)` : "";
+    console.log(
+      `initial sync of ${(size / GiB).toFixed(1)} GiB (${result.source}), staging in ${staging}${of}`,
+    );
+    console.log(`  direct read   ${String(result.directReadMBps).padStart(6)} MB/s`);
+    console.log(`  rsync daemon  ${String(result.rsyncMBps).padStart(6)} MB/s`);
+    for (const s of summaries) {
+      console.log(
+        `  ${s.variant.padEnd(12)}  ${String(s.ferryMBps).padStart(6)} MB/s   ${s.ferryVsDirect}× direct read, ${s.ferryVsRsync}× rsync   [${s.agentArgs}]`,
+      );
+      console.log(
+        `                agent ${s.ferryAgentCpuSeconds.toFixed(1)} CPU s, peak RSS ${s.ferryAgentMaxRssMiB} MiB; wire ${(s.ferryWireBytes / GiB).toFixed(2)} GiB; zstd ${s.compressionRatio.toFixed(2)}×; runs ${s.ferryRunsMBps.join(", ")} MB/s`,
+      );
+    }
+    console.log(`  load average (1 min) at each run: ${result.loadAverage1m.join(", ")}`);
+    console.log(`  target P1: ${result.targetP1}`);
   }
 }
 

@@ -1,25 +1,30 @@
 /**
  * One data-plane connection from the agent's side, after the handshake: the
  * sender (sequence numbers, window of unacknowledged bytes, throttle, socket
- * back-pressure), the block pipeline (read ahead → zero runs → BLAKE3 →
- * adaptive zstd → frames) and the answers (ACK, HASHES, ERROR).
+ * back-pressure), the block pipeline (read ahead → zero blocks, BLAKE3 and
+ * adaptive zstd on worker threads → frames, in disk order) and the answers
+ * (ACK, HASHES, ERROR).
  */
-import { constants as zc, zstdCompressSync } from "node:zlib";
 import { FerryError } from "../lib/errors.ts";
 import {
-  Compression,
   MAX_HASHES_PER_REQUEST,
-  blockHashes,
-  isZero,
   type Frame,
   type FramedConnection,
   type WelcomeFrame,
 } from "../wire/index.ts";
 import { replicatorError } from "./client.ts";
+import { type CompressionMode, CompressionPolicy } from "./compression-policy.ts";
 import type { BlockSource } from "./disk/block-source.ts";
 import type { Throttle } from "./throttle.ts";
+import type { BlockProcessor, ChunkResult } from "./workers/block-pool.ts";
+import { processChunk } from "./workers/block-task.ts";
 
 const MiB = 1024 * 1024;
+
+/** A Buffer over the same memory (results from workers arrive as plain Uint8Arrays). */
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
 
 export interface StreamCounters {
   zeroBytes: number;
@@ -36,6 +41,9 @@ export interface SyncStalls {
   windowWaitMs: number;
   socketWaitMs: number;
   throttleWaitMs: number;
+  /** Waiting for the worker threads' results. */
+  workerWaitMs: number;
+  /** Time in zstd and in BLAKE3 (on the workers when there are any). */
   compressMs: number;
   hashMs: number;
 }
@@ -45,7 +53,15 @@ export function emptyCounters(): StreamCounters {
 }
 
 export function emptyStalls(): SyncStalls {
-  return { readWaitMs: 0, windowWaitMs: 0, socketWaitMs: 0, throttleWaitMs: 0, compressMs: 0, hashMs: 0 };
+  return {
+    readWaitMs: 0,
+    windowWaitMs: 0,
+    socketWaitMs: 0,
+    throttleWaitMs: 0,
+    workerWaitMs: 0,
+    compressMs: 0,
+    hashMs: 0,
+  };
 }
 
 export interface DataStreamOptions {
@@ -55,7 +71,9 @@ export interface DataStreamOptions {
   chunkSize: number;
   hashBlockSize: number;
   windowBytes: number;
-  compression: "auto" | "zstd" | "none";
+  compression: CompressionMode;
+  /** Where hashing and compression of sendRange's chunks run. @default the event loop */
+  blocks?: BlockProcessor;
   throttle: Throttle;
   counters: StreamCounters;
   stalls: SyncStalls;
@@ -89,12 +107,7 @@ export class DataStream {
   private hashWaiters = new Map<number, (hashes: Buffer) => void>();
   private nextRequestId = 1;
   private pending: { frame: Frame; start: number; end: number; bytes: number }[] = [];
-  // compression policy
-  private incompressibleStreak = 0;
-  private skipCompression = 0;
-  private compressMs = 0;
-  private windowStart = performance.now();
-  private netWaitAtWindowStart: number;
+  private readonly policy: CompressionPolicy;
   private readonly onAbort: () => void;
   private buffers: Buffer[] | undefined;
 
@@ -104,7 +117,7 @@ export class DataStream {
     this.nextSeq = Number(o.welcome.durableSeq) + 1;
     this.ackedSeq = Number(o.welcome.durableSeq);
     this.ackedEnd = Number(o.welcome.resumeOffset);
-    this.netWaitAtWindowStart = o.stalls.socketWaitMs + o.stalls.windowWaitMs + o.stalls.throttleWaitMs;
+    this.policy = new CompressionPolicy({ mode: o.compression });
     this.conn.start({
       frame: (f) => this.onFrame(f),
       close: (err) => {
@@ -241,112 +254,67 @@ export class DataStream {
 
   /**
    * Queues `buf` (the disk's bytes at `offset`, a whole number of hash blocks
-   * except at the end of the disk) as ZERO and DATA frames. Zero ranges merge
-   * with the previous call's when contiguous; call `endRun()` to close them.
+   * except at the end of the disk) as ZERO and DATA frames, processed on the
+   * event loop; the frames own their bytes, so `buf` may be reused at once.
+   * Zero ranges merge with the previous call's when contiguous; call
+   * `endRun()` to close them.
    */
   emitBlocks(offset: number, buf: Buffer): void {
+    const compress = this.policy.shouldCompress();
+    const r = processChunk({ data: buf, hashBlockSize: this.o.hashBlockSize, compress });
+    this.emitProcessed(offset, buf.length, r, compress);
+  }
+
+  /** Queues the frames of a processed chunk of `n` bytes at `offset`. */
+  private emitProcessed(offset: number, n: number, r: ChunkResult, compressed: boolean): void {
+    const { counters, stalls } = this.o;
     const hbs = this.o.hashBlockSize;
-    const n = buf.length;
-    let runStart = -1;
-    for (let at = 0; at <= n; at += hbs) {
-      const block = at < n ? buf.subarray(at, Math.min(at + hbs, n)) : undefined;
-      const zero = block !== undefined && isZero(block);
-      if (block === undefined || zero) {
-        if (runStart >= 0) {
-          this.emitZero();
-          this.emitData(offset + runStart, buf.subarray(runStart, at));
-          runStart = -1;
-        }
-        if (zero) {
-          if (this.zeroLen > 0 && this.zeroStart + this.zeroLen !== offset + at) this.emitZero();
-          if (this.zeroLen === 0) this.zeroStart = offset + at;
-          this.zeroLen += block.length;
-          this.o.counters.zeroBytes += block.length;
-          if (this.zeroLen >= 256 * MiB) this.emitZero();
-        }
-      } else if (runStart < 0) {
-        runStart = at;
+    stalls.hashMs += r.hashMs;
+    stalls.compressMs += r.compressMs;
+    counters.compressedRawBytes += r.compressedRawBytes;
+    counters.compressedBytes += r.compressedBytes;
+    let data = 0;
+    let run = 0;
+    for (let b = 0; b < r.zero.length;) {
+      const at = b * hbs;
+      if (r.zero[b]) {
+        const len = Math.min(hbs, n - at);
+        if (this.zeroLen > 0 && this.zeroStart + this.zeroLen !== offset + at) this.emitZero();
+        if (this.zeroLen === 0) this.zeroStart = offset + at;
+        this.zeroLen += len;
+        counters.zeroBytes += len;
+        if (this.zeroLen >= 256 * MiB) this.emitZero();
+        b++;
+        continue;
       }
+      const d = r.runs[run++];
+      if (!d || d.at !== at) throw new Error(`block pipeline: no data run at ${offset + at}`);
+      this.emitZero();
+      const seq = this.nextSeq++;
+      this.queue(
+        {
+          type: "DATA",
+          seq: BigInt(seq),
+          offset: BigInt(offset + d.at),
+          length: d.length,
+          compression: d.compression,
+          hashes: asBuffer(d.hashes),
+          payload: asBuffer(d.payload),
+        },
+        offset + d.at,
+        offset + d.at + d.length,
+        d.length,
+      );
+      data += d.length;
+      b = Math.ceil((d.at + d.length) / hbs);
     }
+    counters.dataBytes += data;
+    this.policy.record(data, compressed);
   }
 
   /** Closes a pending zero range (before a gap in offsets, or at the end). */
   endRun(): void {
     this.emitZero();
-  }
-
-  private emitData(offset: number, raw: Buffer): void {
-    const { stalls, counters } = this.o;
-    const th = performance.now();
-    const hashes = blockHashes(raw, this.o.hashBlockSize);
-    stalls.hashMs += performance.now() - th;
-    const { payload, compression } = this.compress(raw);
-    counters.dataBytes += raw.length;
-    const seq = this.nextSeq++;
-    this.queue(
-      {
-        type: "DATA",
-        seq: BigInt(seq),
-        offset: BigInt(offset),
-        length: raw.length,
-        compression,
-        hashes,
-        payload,
-      },
-      offset,
-      offset + raw.length,
-      raw.length,
-    );
-  }
-
-  /**
-   * zstd level 1 on the event loop: for 1 MiB blocks the synchronous call
-   * costs less than a round trip through the thread pool. Skipped for a while
-   * after blocks that do not shrink, and while we are CPU-bound rather than
-   * network-bound (measured once a second from where the time went).
-   */
-  private compress(raw: Buffer): {
-    payload: Buffer;
-    compression: (typeof Compression)[keyof typeof Compression];
-  } {
-    const { stalls, counters } = this.o;
-    const policy = this.o.compression;
-    const now = performance.now();
-    if (now - this.windowStart > 1000) {
-      const elapsed = now - this.windowStart;
-      const netWait =
-        stalls.socketWaitMs + stalls.windowWaitMs + stalls.throttleWaitMs - this.netWaitAtWindowStart;
-      if (policy === "auto" && netWait / elapsed < 0.05 && this.compressMs / elapsed > 0.2) {
-        this.skipCompression = Math.max(this.skipCompression, 64);
-      }
-      this.compressMs = 0;
-      this.netWaitAtWindowStart += netWait;
-      this.windowStart = now;
-    }
-    const tryIt = policy === "zstd" || (policy === "auto" && this.skipCompression === 0);
-    if (this.skipCompression > 0) this.skipCompression--;
-    if (tryIt) {
-      const t0 = performance.now();
-      const z = zstdCompressSync(raw, {
-        chunkSize: raw.length + 1024,
-        params: { [zc.ZSTD_c_compressionLevel]: 1 },
-      });
-      const ms = performance.now() - t0;
-      this.compressMs += ms;
-      stalls.compressMs += ms;
-      if (z.length < raw.length * 0.9) {
-        this.incompressibleStreak = 0;
-        counters.compressedRawBytes += raw.length;
-        counters.compressedBytes += z.length;
-        return { payload: z, compression: Compression.ZSTD };
-      }
-      if (++this.incompressibleStreak >= 4 && policy === "auto") {
-        this.skipCompression = 16;
-        this.incompressibleStreak = 0;
-      }
-    }
-    // The caller's buffer is reused for the next read: the frame needs its own copy.
-    return { payload: Buffer.from(raw), compression: Compression.NONE };
   }
 
   /**
@@ -355,9 +323,77 @@ export class DataStream {
    */
   async sendRange(start: number, end: number, onChunk?: (readOffset: number) => void): Promise<void> {
     const { source, chunkSize } = this.o;
-    const readAhead = 4;
+    const blocks = this.o.blocks;
+    if (!blocks) return this.sendRangeInline(start, end, onChunk);
+    // Chunks being read, being processed by the workers, or waiting their turn to be framed.
+    const depth = 4 + 2 * blocks.workers;
     // Aligned buffers are allocated (and probed) once per stream: continuous
-    // replication calls this for every dirty extent.
+    // replication calls this for every dirty extent. Shared memory: the workers read it in place.
+    this.buffers ??= source.allocBuffers(depth, chunkSize, { shared: true });
+    const free = [...this.buffers];
+    type Done = { offset: number; buf: Buffer; n: number; result: ChunkResult; compressed: boolean };
+    // In disk order: frames leave in the order the chunks were read.
+    const chunks: Promise<Done>[] = [];
+    let next = start;
+    const startChunk = () => {
+      if (next >= end || free.length === 0) return false;
+      const offset = next;
+      const buf = free.pop()!;
+      const want = Math.min(chunkSize, end - offset);
+      next += want;
+      const p = source.read(buf, offset, want).then(async (n) => {
+        if (n < want) await this.shrank(offset);
+        const compressed = this.policy.shouldCompress();
+        const result = await blocks.process({
+          data: buf.subarray(0, n),
+          hashBlockSize: this.o.hashBlockSize,
+          compress: compressed,
+        });
+        return { offset, buf, n, result, compressed };
+      });
+      p.catch(() => {});
+      chunks.push(p);
+      return true;
+    };
+    try {
+      while (startChunk());
+      while (chunks.length > 0) {
+        this.check();
+        const t = performance.now();
+        const { offset, buf, n, result, compressed } = await chunks.shift()!;
+        this.o.stalls.workerWaitMs += performance.now() - t;
+        free.push(buf);
+        this.emitProcessed(offset, n, result, compressed);
+        onChunk?.(offset + n);
+        while (startChunk());
+        await this.flushPending(4);
+      }
+      this.endRun();
+      await this.flushPending(0);
+    } finally {
+      // Reads and workers finish with the buffers before they can be reused or freed.
+      await Promise.allSettled(chunks);
+    }
+  }
+
+  private async shrank(offset: number): Promise<never> {
+    const { source } = this.o;
+    const now = await source.currentSize();
+    throw new FerryError(
+      "DISK_SHRANK",
+      `${source.path} shrank from ${source.size} to ${now} bytes (short read at offset ${offset}); what was acknowledged is kept — restart the agent to sync the disk at its new size`,
+      { details: { path: source.path, size: source.size, now, offset } },
+    );
+  }
+
+  /** sendRange with the work on the event loop (no worker threads). */
+  private async sendRangeInline(
+    start: number,
+    end: number,
+    onChunk?: (readOffset: number) => void,
+  ): Promise<void> {
+    const { source, chunkSize } = this.o;
+    const readAhead = 4;
     this.buffers ??= source.allocBuffers(readAhead + 1, chunkSize);
     const free = [...this.buffers];
     const reads: Promise<{ offset: number; buf: Buffer; n: number; want: number }>[] = [];
@@ -380,14 +416,7 @@ export class DataStream {
         const t = performance.now();
         const { offset, buf, n, want } = await reads.shift()!;
         this.o.stalls.readWaitMs += performance.now() - t;
-        if (n < want) {
-          const now = await source.currentSize();
-          throw new FerryError(
-            "DISK_SHRANK",
-            `${source.path} shrank from ${source.size} to ${now} bytes (short read at offset ${offset}); what was acknowledged is kept — restart the agent to sync the disk at its new size`,
-            { details: { path: source.path, size: source.size, now, offset } },
-          );
-        }
+        if (n < want) await this.shrank(offset);
         this.emitBlocks(offset, buf.subarray(0, n));
         free.push(buf);
         onChunk?.(offset + n);

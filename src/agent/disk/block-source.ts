@@ -37,9 +37,10 @@ export interface BlockSource {
   readonly direct: boolean;
   /**
    * Buffers suitable for `read`: `count` buffers of `size` bytes (a multiple of
-   * 4096). They stay valid until the source is closed.
+   * 4096). They stay valid until the source is closed. With `shared`, they are
+   * views of one SharedArrayBuffer, which worker threads can read in place.
    */
-  allocBuffers(count: number, size: number): Buffer[];
+  allocBuffers(count: number, size: number, options?: { shared?: boolean }): Buffer[];
   /** Reads into `into` from `offset`; returns the bytes read (short only at the end of the disk). */
   read(into: Buffer, offset: number, length: number): Promise<number>;
   /** The size now (a disk can grow or shrink under us). */
@@ -153,9 +154,12 @@ class FileBlockSource implements BlockSource {
     this.direct = direct;
   }
 
-  allocBuffers(count: number, size: number): Buffer[] {
+  allocBuffers(count: number, size: number, options: { shared?: boolean } = {}): Buffer[] {
     if (size % PAGE !== 0) throw new RangeError(`buffer size ${size} is not a multiple of ${PAGE}`);
-    const slab = Buffer.allocUnsafeSlow(count * size + PAGE);
+    // A SharedArrayBuffer's memory does not move either, so the same alignment probe holds.
+    const slab = options.shared
+      ? Buffer.from(new SharedArrayBuffer(count * size + PAGE))
+      : Buffer.allocUnsafeSlow(count * size + PAGE);
     const start = this.direct ? this.findAlignedOffset(slab) : 0;
     return Array.from({ length: count }, (_, i) => slab.subarray(start + i * size, start + (i + 1) * size));
   }
