@@ -78,6 +78,11 @@ export function registerAgent(program: Command, ctx: CliContext): void {
       parseChoice(["auto", "zstd", "none"] as const),
       "auto",
     )
+    .option(
+      "--workers <n>",
+      "threads that hash and compress: auto (the cores but one, 1 to 4) or a number (0: none)",
+      "auto",
+    )
     .option("--resync", "start a new full sync instead of resuming")
     .option("--window <MiB>", "unacknowledged data allowed in flight, in MiB", "64")
     .option(
@@ -174,6 +179,7 @@ export function registerAgent(program: Command, ctx: CliContext): void {
             stateDir,
             throttle,
             compression: opts.compression as "auto",
+            workers: opts.workers === "auto" ? "auto" : Number(opts.workers),
             resync: Boolean(opts.resync),
             windowBytes: Math.max(1, Number(opts.window)) * 1024 * 1024,
             hashBlockSize: Number(opts.blockSize),
