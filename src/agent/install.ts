@@ -38,6 +38,11 @@ export interface AgentInstallOptions {
   machineIdFile?: string;
   /** Prefix for /sys and /proc (tests). @default "/" */
   sysRoot?: string;
+  /**
+   * MGN's `--force-volumes`: replicate exactly `devices`, without discovering
+   * the machine's disks and without adding the root disk.
+   */
+  forceVolumes?: boolean;
 }
 
 /** What `ferry agent run` needs, kept in `<stateDir>/agent.json` (0600). */
@@ -71,7 +76,7 @@ export interface AgentInstallResult {
 
 export async function installAgent(o: AgentInstallOptions): Promise<AgentInstallResult> {
   const hosts = parseResolve(o.resolve ?? []);
-  const available = await listDisks({ root: o.sysRoot });
+  const available = o.forceVolumes ? [] : await listDisks({ root: o.sysRoot });
   const requested = o.devices ?? (o.chooseDevices ? await o.chooseDevices(available) : undefined);
   const disks = await chooseDisks(available, requested);
   if (disks.length === 0) {

@@ -96,6 +96,10 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
     .option("--resolve <NAME=IP>", "static name resolution, repeatable", collect, [])
     .option("--devices <list>", "disks to replicate, comma-separated (the root disk is always added)")
     .option("--no-prompt", "do not ask which disks: replicate --devices, or every disk")
+    .option(
+      "--force-volumes",
+      "with --no-prompt and --devices: replicate exactly those, without disk discovery (the root disk is not added)",
+    )
     .option("--tags <KEY=VALUE>", "tag the source server, repeatable", collect, [])
     .option("--user-provided-id <id>", "your own id for the server")
     .option("--no-replication", "register without starting replication (StartReplication later)")
@@ -133,6 +137,12 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
               .map((s) => s.trim())
               .filter(Boolean)
           : undefined;
+      if (opts.forceVolumes && (opts.prompt !== false || !devices?.length)) {
+        throw new FerryError(
+          "USAGE",
+          "--force-volumes needs --no-prompt and --devices (the exact disks to replicate)",
+        );
+      }
       const caPem = opts.caFile
         ? await readFile(String(opts.caFile), "utf8").catch((err: unknown) => {
             throw new FerryError(
@@ -157,6 +167,7 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
         machineIdFile: ctx.env.FERRY_MACHINE_ID_FILE,
         // Where disks are discovered (/sys, /proc): tests point it at a fake root.
         sysRoot: ctx.env.FERRY_SYS_ROOT,
+        forceVolumes: Boolean(opts.forceVolumes),
       });
       const foreground = Boolean(opts.foreground);
       let service: "systemd" | "foreground" | "none" = "none";
