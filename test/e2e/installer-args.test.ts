@@ -6,7 +6,7 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawnSync } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -100,6 +100,11 @@ for (const [name, shell] of SHELLS) {
             /access-key-id and --aws-secret-access-key are required/,
           ],
           [[...BASE, "--region"], /needs a value/],
+          [
+            [...BASE, "--force-volumes", "--devices", "/dev/vdb"],
+            /--force-volumes needs --no-prompt and --devices/,
+          ],
+          [[...BASE, "--force-volumes", "--no-prompt"], /--force-volumes needs --no-prompt and --devices/],
         ];
         for (const [args, message] of cases) {
           const r = await runWith(shell, args);
@@ -219,6 +224,47 @@ test(
       assert.equal(r.code, 6, r.stderr);
       assert.match(r.stderr, /not GNU Wget/);
       assert.ok(!existsSync(join(dir, "agent")));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  "on a terminal, a missing region, endpoint and key are asked for; the secret is not echoed",
+  { skip: (!have("script") || !have("dash")) && "script (util-linux) or dash not installed" },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ferry-installer-prompt-"));
+    try {
+      const port = await closedPort();
+      const command = `dash ${INSTALLER} --s3-endpoint s3.local:${port} --install-dir ${join(dir, "agent")}`;
+      const child = spawn("script", ["-qec", command, "/dev/null"], {
+        env: { PATH: process.env.PATH, TERM: "dumb", HOME: dir },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let output = "";
+      const answers: [string, string][] = [
+        ["AWS Region Name: ", "eu-west-3"],
+        ["Control plane endpoint (https://host[:port]): ", "https://127.0.0.1:1"],
+        ["AWS Access Key ID: ", "FKINPROMPTED"],
+        ["AWS Secret Access Key: ", "s3cr3t-typed-here"],
+      ];
+      child.stdout.on("data", (c: Buffer) => {
+        output += c.toString();
+        const next = answers[0];
+        if (next && output.endsWith(next[0])) {
+          answers.shift();
+          child.stdin.write(`${next[1]}\r`);
+        }
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const code = await new Promise<number | null>((r) => child.on("close", r));
+      clearTimeout(timer);
+      assert.deepEqual(answers, [], `not every question was asked:\n${output}`);
+      // The answers were taken: the bucket is named after the region typed, and the download was tried.
+      assert.match(output, /cannot download https:\/\/ferry-agent-eu-west-3\.s3\.local:\d+\/latest\/linux\//);
+      assert.doesNotMatch(output, /s3cr3t-typed-here/, "the secret was echoed");
+      assert.equal(code, 3, output);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

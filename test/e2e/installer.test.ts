@@ -166,7 +166,7 @@ function serverIdIn(stdout: string): string {
   return m[1]!;
 }
 
-describe("ferry-installer-init against s3rver and a control plane", { timeout: 120_000 }, () => {
+describe("ferry-installer-init against s3rver and a control plane", { timeout: 300_000 }, () => {
   before(async () => {
     scratch = await createScratch("ferry-installer-");
     // The package without the Node runtime: the bundled CLI runs on this node.
@@ -369,6 +369,37 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
     assert.equal(s?.lifeCycle?.state, "STOPPED");
   });
 
+  test("--force-volumes replicates exactly --devices (no root disk added); --json prints the registration", async () => {
+    const machine = join(scratch.dir, "machine-id-force");
+    await writeFile(machine, "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0\n");
+    const r = await runInstaller(
+      [
+        ...baseArgs(join(scratch.dir, "install-force")),
+        "--ca-file",
+        server.caFile,
+        "--force-volumes",
+        "--json",
+      ],
+      { machineIdFile: machine },
+    ).done;
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as {
+      sourceServerID: string;
+      disks: { deviceName: string }[];
+      sourceServerCount: number;
+    };
+    assert.deepEqual(
+      result.disks.map((d) => d.deviceName),
+      [image],
+    );
+    const s = (await servers()).find((x) => x.sourceServerID === result.sourceServerID);
+    assert.deepEqual(
+      (s?.sourceProperties?.disks ?? []).map((d) => d.deviceName),
+      [image],
+    );
+    assert.equal(result.sourceServerCount, (await servers()).filter((x) => !x.isArchived).length);
+  });
+
   test("a tampered package is refused before anything is installed", async () => {
     const dir = join(scratch.dir, "tampered");
     await mkdir(dir, { recursive: true });
@@ -413,8 +444,10 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 1
       "--ca-fingerprint",
       wrong,
     ]).done;
-    assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /pinned CA fingerprint/);
+    // The installer's network check (ferry doctor) finds it before the agent would (exit 8).
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(r.stderr, /CA_FINGERPRINT_MISMATCH/);
+    assert.match(r.stderr, /nothing was registered/);
     assert.equal((await servers()).length, count);
   });
 
