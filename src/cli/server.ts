@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import type { CliContext } from "./context.ts";
+import type { Launcher } from "../model/launch.ts";
 import { writeJson, writeLine } from "./context.ts";
 import { startServer } from "../control/index.ts";
 import { createLogger } from "../lib/log.ts";
@@ -86,6 +87,15 @@ export function registerServer(program: Command, ctx: CliContext): void {
     .option("--tls-ca <file>", "the CA that issued --tls-cert, published to clients")
     .option("--account-id <id>", "12-digit account id in ARNs", "000000000000")
     .option("--agent-not-seen-after <seconds>", "an agent silent this long shows AGENT_NOT_SEEN", "60")
+    .option(
+      "--staging-store <url>",
+      "launch test and cutover instances from this staging store (a replicator's data directory, or s3://bucket/prefix); without it StartTest and StartCutover refuse",
+    )
+    .option("--launch-dir <dir>", "where launched instances are written (default: <data-dir>/launch)")
+    .option(
+      "--post-launch-scripts <dir>",
+      "post-launch action scripts (default: <launch-dir>/post-launch-actions)",
+    )
     .option("--json", "print one JSON line when ready");
   addStoreOptions(cmd, ctx).action(
     async (
@@ -97,6 +107,9 @@ export function registerServer(program: Command, ctx: CliContext): void {
         tlsCa?: string;
         accountId: string;
         agentNotSeenAfter: string;
+        stagingStore?: string;
+        launchDir?: string;
+        postLaunchScripts?: string;
         json?: boolean;
       },
     ) => {
@@ -107,8 +120,23 @@ export function registerServer(program: Command, ctx: CliContext): void {
           "BAD_TLS_FLAGS",
           "Give all of --tls-cert, --tls-key and --tls-ca, or none to let Ferry generate them.",
         );
+      const logger = createLogger({ stream: ctx.stderr, fields: { component: "control" } });
+      let launcher: Launcher | undefined;
+      if (o.stagingStore) {
+        const { openCatalog } = await import("../replicator/snapshots.ts");
+        const { createLauncher } = await import("../launch/index.ts");
+        const catalog = openCatalog(o.stagingStore);
+        const launchDir = o.launchDir ?? join(o.dataDir, "launch");
+        launcher = createLauncher({
+          dataDir: launchDir,
+          catalog,
+          ...(o.postLaunchScripts ? { postLaunchScriptsDir: o.postLaunchScripts } : {}),
+          logger: logger.child({ component: "launch" }),
+        });
+      }
       const handle = await startServer({
         dataDir: o.dataDir,
+        ...(launcher ? { launcher } : {}),
         ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
         region: o.region,
         accountId: o.accountId,
@@ -120,7 +148,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         ...(o.tlsCert && o.tlsKey && o.tlsCa
           ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, caFile: o.tlsCa } }
           : {}),
-        logger: createLogger({ stream: ctx.stderr, fields: { component: "control" } }),
+        logger,
       });
       const info = {
         endpoint: handle.url,
@@ -129,6 +157,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         caFingerprint: handle.caFingerprint,
         certNames: handle.certNames,
         database: o.databaseUrl ? "postgresql" : "sqlite",
+        stagingStore: o.stagingStore ?? null,
       };
       if (o.json) writeJson(ctx.stdout, info);
       else {
@@ -145,6 +174,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         else ctx.signal.addEventListener("abort", () => resolve(), { once: true });
       });
       await handle.close();
+      await launcher?.close();
     },
   );
 }
