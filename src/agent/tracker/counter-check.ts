@@ -18,6 +18,8 @@ const COUNTER_MARGIN_NS = 2_000_000n;
  * falls on the base read.
  */
 const RECONCILE_MARGIN_NS = 50_000;
+/** A base must be confirmed by a read this much later (reconcile.ts: late counting under CPU contention). */
+const BASE_CONFIRM_NS = 5_000_000;
 
 /** A write or discard completion the tracer reported, with its kernel time. */
 export interface RecordedCompletion {
@@ -93,7 +95,7 @@ export async function checkWrittenWhileStopped(o: {
  * compared with the kernel's counters. Runs one at a time.
  */
 export class RunningCounterCheck {
-  private readonly reconciler = new CounterReconciler(RECONCILE_MARGIN_NS);
+  private readonly reconciler = new CounterReconciler(RECONCILE_MARGIN_NS, BASE_CONFIRM_NS);
   private running: Promise<void> | undefined;
   private readonly o: {
     device: TrackedDevice;
@@ -142,8 +144,9 @@ export class RunningCounterCheck {
     const { device } = this.o;
     if (!this.o.watching()) return;
     if (!(await readIoCounters(device))?.accounting) return; // nothing to check against
-    // Until a base is taken (a read with no completion near it), try a few reads in a row.
-    for (let attempt = 0; attempt < (this.reconciler.armed ? 1 : 10); attempt++) {
+    // Until a base is taken and confirmed (reads with no completion near them), try a few reads in a row.
+    for (let attempt = 0; attempt < (this.reconciler.armed ? 1 : 12); attempt++) {
+      if (attempt > 0) await sleep(Math.ceil(BASE_CONFIRM_NS / 1e6), undefined);
       const tA = Number(process.hrtime.bigint());
       const counters = readSectorCountersSync(device);
       const tB = Number(process.hrtime.bigint());

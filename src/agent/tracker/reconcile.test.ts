@@ -100,3 +100,29 @@ test("a loss after the base is found even under constant load", () => {
   }
   assert.ok(found);
 });
+
+test("a completion counted late at the base: a false alarm without confirmation, none with it", () => {
+  // Traced at 9.9 ms (before tA − margin) but counted by the kernel only after the read at 10 ms.
+  const run = (validateNs: number) => {
+    const r = new CounterReconciler(0.05 * MS, validateNs);
+    r.record(9.9 * MS, 8, false);
+    const alarms = [
+      r.check({ tA: 10 * MS, tB: 10.01 * MS, writeSectors: 0, discardSectors: 0 }),
+      r.check({ tA: 16 * MS, tB: 16.01 * MS, writeSectors: 8, discardSectors: 0 }),
+      r.check({ tA: 22 * MS, tB: 22.01 * MS, writeSectors: 8, discardSectors: 0 }),
+    ];
+    r.record(25 * MS, 8, false);
+    alarms.push(r.check({ tA: 30 * MS, tB: 30.01 * MS, writeSectors: 16, discardSectors: 0 }));
+    return { alarms: alarms.filter(Boolean).length, armed: r.armed, r };
+  };
+  assert.equal(run(0).alarms, 3, "the base at 10 ms took the late completion as missing");
+  const confirmed = run(5 * MS);
+  assert.equal(confirmed.alarms, 0);
+  assert.ok(confirmed.armed, "the second candidate (16 ms) was confirmed at 22 ms");
+  // And a real miss after the confirmed base is still found.
+  confirmed.r.record(35 * MS, 8, false);
+  assert.deepEqual(confirmed.r.check({ tA: 40 * MS, tB: 40.01 * MS, writeSectors: 32, discardSectors: 0 }), {
+    writeSectors: 8,
+    discardSectors: 0,
+  });
+});

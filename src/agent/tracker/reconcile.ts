@@ -18,6 +18,17 @@
  * taken at the first read with none (the reads are short and the margin
  * small, so under all but the heaviest load one comes quickly); until then
  * checks cannot find misses (`armed` is false).
+ *
+ * Under heavy CPU contention the kernel can be preempted between tracing a
+ * completion and counting it for longer than the margin. At an ordinary check
+ * that only hides a miss for a moment (it is counted at the next one); at the
+ * base it makes a false alarm (the completion is in "seen" but not in the base
+ * count), then another at every new base: on a loaded 2-vCPU machine we saw a
+ * `lost-events` gap every few seconds. So with `validateNs`, a base is only a
+ * candidate until a read at least that much later agrees with it exactly
+ * (every sector counted since is one the tracer reported); a candidate that
+ * disagrees is dropped and another taken. A real miss inside that short window
+ * goes unseen, like one before any base.
  */
 
 export interface CounterSnapshot {
@@ -33,6 +44,13 @@ export interface Missed {
   discardSectors: number;
 }
 
+interface Base {
+  write: number;
+  discard: number;
+  seenWrite: number;
+  seenDiscard: number;
+}
+
 /** Completions further back than this before a check are forgotten (their sums are kept). */
 const KEEP_NS = 2e9;
 
@@ -44,10 +62,14 @@ export class CounterReconciler {
   private head = 0;
   private totalWrite = 0;
   private totalDiscard = 0;
-  private base: { write: number; discard: number; seenWrite: number; seenDiscard: number } | undefined;
+  private base: Base | undefined;
+  private candidate: (Base & { tB: number }) | undefined;
+  private readonly validateNs: number;
 
-  constructor(marginNs = 2e6) {
+  /** `validateNs` 0: a base is taken at once; else it must be confirmed by a read that much later. */
+  constructor(marginNs = 2e6, validateNs = 0) {
     this.marginNs = marginNs;
+    this.validateNs = validateNs;
   }
 
   /** Whether a base snapshot is set (checks can find misses). */
@@ -67,6 +89,7 @@ export class CounterReconciler {
   /** Forget the base (after a tracer restart or a reported miss): the next quiet check sets a new one. */
   reset(): void {
     this.base = undefined;
+    this.candidate = undefined;
   }
 
   /**
@@ -94,20 +117,25 @@ export class CounterReconciler {
     const seenWrite = this.totalWrite - recentWrite;
     const seenDiscard = this.totalDiscard - recentDiscard;
     this.prune(lo - KEEP_NS);
+    const now = { seenWrite, seenDiscard, ambiguousWrite, ambiguousDiscard };
     if (!this.base) {
-      if (ambiguousWrite === 0 && ambiguousDiscard === 0) {
-        this.base = { write: s.writeSectors, discard: s.discardSectors, seenWrite, seenDiscard };
+      if (this.candidate && s.tA - this.candidate.tB >= this.validateNs) {
+        const c = this.candidate;
+        this.candidate = undefined;
+        if (!missedSince(c, s, now)) {
+          this.base = c;
+          return undefined;
+        }
+        // Not confirmed (a completion counted late at the candidate, or a miss before any base): take another.
+      }
+      if (!this.candidate && ambiguousWrite === 0 && ambiguousDiscard === 0) {
+        const c = { write: s.writeSectors, discard: s.discardSectors, seenWrite, seenDiscard };
+        if (this.validateNs === 0) this.base = c;
+        else this.candidate = { ...c, tB: s.tB };
       }
       return undefined;
     }
-    // Lower bounds of what was missed: ambiguous completions now are assumed counted.
-    const missedWrite = s.writeSectors - this.base.write - (seenWrite - this.base.seenWrite) - ambiguousWrite;
-    const missedDiscard =
-      s.discardSectors - this.base.discard - (seenDiscard - this.base.seenDiscard) - ambiguousDiscard;
-    if (missedWrite > 0 || missedDiscard > 0) {
-      return { writeSectors: Math.max(0, missedWrite), discardSectors: Math.max(0, missedDiscard) };
-    }
-    return undefined;
+    return missedSince(this.base, s, now);
   }
 
   private prune(before: number): void {
@@ -119,4 +147,19 @@ export class CounterReconciler {
       this.head = 0;
     }
   }
+}
+
+/** Lower bounds of what was missed since `base`: ambiguous completions now are assumed counted. */
+function missedSince(
+  base: Base,
+  s: CounterSnapshot,
+  now: { seenWrite: number; seenDiscard: number; ambiguousWrite: number; ambiguousDiscard: number },
+): Missed | undefined {
+  const missedWrite = s.writeSectors - base.write - (now.seenWrite - base.seenWrite) - now.ambiguousWrite;
+  const missedDiscard =
+    s.discardSectors - base.discard - (now.seenDiscard - base.seenDiscard) - now.ambiguousDiscard;
+  if (missedWrite > 0 || missedDiscard > 0) {
+    return { writeSectors: Math.max(0, missedWrite), discardSectors: Math.max(0, missedDiscard) };
+  }
+  return undefined;
 }
