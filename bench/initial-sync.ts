@@ -10,7 +10,8 @@
  * between runs); otherwise an image file. With --runs N each measurement is
  * taken N times, interleaved (direct read, Ferry, rsync, direct read, ...), and
  * the medians are reported: on a shared machine one run says little.
- * --profile writes a V8 CPU profile of each agent run into DIR.
+ * --profile writes V8 CPU profiles of each agent and replicator run into DIR
+ * (the main threads; worker threads write their own).
  *
  * --variant compares agent configurations in one session, interleaved run by
  * run (e.g. `--variant "none=--compression none" --variant "auto="`); with
@@ -66,6 +67,13 @@ const size = parseSize(values.size!);
 const dir = values.dir!;
 const staging = values.staging ?? join(dir, "staging");
 
+/** The environment of a Ferry process: with --profile, one that writes a CPU profile named `name`. */
+function profileEnv(name: string): NodeJS.ProcessEnv {
+  if (!values.profile) return process.env;
+  const flags = `--cpu-prof --cpu-prof-dir=${values.profile} --cpu-prof-name=${name}-${Date.now()}.cpuprofile`;
+  return { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${flags}` };
+}
+
 async function startReplicator(): Promise<{
   port: number;
   fingerprint: string;
@@ -77,6 +85,7 @@ async function startReplicator(): Promise<{
     ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging],
     {
       stdio: ["ignore", "pipe", "ignore"],
+      env: profileEnv("replicator"),
     },
   );
   const first = await new Promise<string>((resolve, reject) => {
@@ -144,12 +153,7 @@ async function ferryRun(source: string, run: number, variant: Variant): Promise<
   let ferry;
   try {
     await dropCaches();
-    const env = values.profile
-      ? {
-          ...process.env,
-          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --cpu-prof --cpu-prof-dir=${values.profile} --cpu-prof-name=agent-${variant.name}-${run}.cpuprofile`,
-        }
-      : process.env;
+    const env = profileEnv(`agent-${variant.name}-${run}`);
     ferry = await timedWithUsage(
       variant.ferry,
       [
