@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,4 +67,26 @@ test("the .sha256 is sha256sum's format and the build is reproducible", async ()
   assert.equal(await sha256OfFile(built.file), built.sha256);
   const again = await buildAgentPackage({ root: ROOT, outDir: join(dir, "b"), withRuntime: false });
   assert.equal(again.sha256, built.sha256);
+});
+
+test("with its runtime the package runs on a source that has no node at all", async () => {
+  const out = join(dir, "runtime");
+  const withNode = await buildAgentPackage({ root: ROOT, outDir: out, withRuntime: true });
+  const unpacked = join(dir, "unpacked");
+  await mkdir(unpacked);
+  await run("tar", ["-xzf", withNode.file, "-C", unpacked]);
+  // A PATH with only what bin/ferry's wrapper needs: no node anywhere on it.
+  const bin = join(dir, "path");
+  await mkdir(bin);
+  for (const tool of ["readlink", "dirname"]) {
+    const { stdout } = await run("sh", ["-c", `command -v ${tool}`]);
+    await symlink(stdout.trim(), join(bin, tool));
+  }
+  const { stdout } = await run(join(unpacked, "bin", "ferry"), ["agent", "disks", "--json"], {
+    env: { PATH: bin, HOME: dir },
+  }).catch((err: { stdout?: string; stderr?: string }) => {
+    throw new Error(`the unpacked agent did not run: ${err.stderr ?? String(err)}`);
+  });
+  assert.ok(Array.isArray((JSON.parse(stdout) as { disks?: unknown }).disks), stdout);
+  assert.ok(withNode.bytes > 20 * 1024 * 1024, `${withNode.bytes} bytes: the runtime is missing`);
 });
