@@ -21,7 +21,7 @@ import { type CliContext, writeJson, writeLine } from "./context.ts";
 import { type DemoOptions, buildSampleDisk } from "./demo.ts";
 import { startEmbedded } from "./embedded.ts";
 import { demoLaunch } from "./demo-launch.ts";
-import { demoInstall } from "./demo-install.ts";
+import { demoInstall, showSourceServerList } from "./demo-install.ts";
 
 const run = promisify(execFile);
 
@@ -124,7 +124,7 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
     say(
       `   ${installed.sourceServerID}  lifeCycle ${server?.lifeCycle?.state}  replication ${info?.dataReplicationState}  lag ${info?.lagDuration ?? "-"}  replicator ${up.replicatorId}`,
     );
-    say(`   (the same with: ferry source-server list --data-dir ${join(work, "ferry", "server")})`);
+    if (!opts.json) await showSourceServerList(join(work, "ferry", "server"), say);
     const awsCli = await run("aws", ["--version"]).then(
       () => true,
       () => false,

@@ -149,3 +149,30 @@ export async function demoInstall(o: DemoInstallOptions): Promise<DemoInstallRes
   );
   return { sourceServerID: id, stateDir: join(installDir, "state") };
 }
+
+/**
+ * `ferry source-server list` as an operator runs it, in its own process (a
+ * second SQLite connection in this process would wait on the running
+ * control plane's), its table indented under the demo's step.
+ */
+export async function showSourceServerList(dataDir: string, say: (line: string) => void): Promise<void> {
+  const cli = join(ROOT, "src", "cli", "main.ts");
+  say(`   ferry source-server list --data-dir ${dataDir}`);
+  const text = await new Promise<string>((resolve) => {
+    const child = spawn(
+      process.execPath,
+      ["--disable-warning=ExperimentalWarning", cli, "source-server", "list", "--data-dir", dataDir],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.on("error", (err) => resolve(String(err)));
+    child.on("close", () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+  for (const line of text.trimEnd().split("\n")) say(`   ${line}`);
+}
