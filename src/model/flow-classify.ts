@@ -271,7 +271,11 @@ function classifyConnect(c: FlowContext, f: Extract<FlowFailure, { check: "conne
     return {
       code: c.role === "replicator" ? "SG_1500_MISSING" : "SG_443_MISSING",
       observed,
-      cause: `the ${who}'s security group drops ${rule} (no rule allows it)`,
+      cause: `the ${who}'s security group drops ${rule} (no rule allows it)${
+        c.role === "replicator" && c.side === "source"
+          ? "; if the rule is there, the replicator has no route back to the source (`ferry doctor --replicator` on it tells: half-open connections)"
+          : ""
+      }`,
       fix: `allow ${rule} in the ${who}'s security group (nftables: add "ip saddr ${c.localAddress ?? "<source>"} tcp dport ${port} accept" to its input chain)`,
     };
   }
