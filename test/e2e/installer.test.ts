@@ -369,7 +369,7 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 3
     assert.equal(s?.lifeCycle?.state, "STOPPED");
   });
 
-  test("--force-volumes replicates exactly --devices (no root disk added); --json prints the registration", async () => {
+  test("--force-volumes replicates exactly --devices (no root disk added); --json; --uninstall, then the same server again", async () => {
     const machine = join(scratch.dir, "machine-id-force");
     await writeFile(machine, "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0\n");
     const r = await runInstaller(
@@ -398,6 +398,26 @@ describe("ferry-installer-init against s3rver and a control plane", { timeout: 3
       [image],
     );
     assert.equal(result.sourceServerCount, (await servers()).filter((x) => !x.isArchived).length);
+
+    // --uninstall removes the agent; installing again is the same server, not a new one.
+    const installDir = join(scratch.dir, "install-force");
+    const refused = await runInstaller(["--uninstall", "--install-dir", scratch.dir]).done;
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /does not hold a Ferry agent/);
+    const gone = await runInstaller(["--uninstall", "--install-dir", installDir]).done;
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.ok(!existsSync(installDir), "the install dir is still there");
+    const count = (await servers()).length;
+    const again = await runInstaller(
+      [...baseArgs(installDir), "--ca-file", server.caFile, "--force-volumes", "--json"],
+      { machineIdFile: machine },
+    ).done;
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(
+      (JSON.parse(again.stdout) as { sourceServerID: string }).sourceServerID,
+      result.sourceServerID,
+    );
+    assert.equal((await servers()).length, count);
   });
 
   test("a tampered package is refused before anything is installed", async () => {
