@@ -1,6 +1,7 @@
 /**
  * A launched copy boots: a small bootable Linux disk built from Debian
- * packages is the source, its snapshot sits in the staging store, and the
+ * packages is the source, replicated by the agent's sync engine to a real
+ * replicator (its initial sync leaves a snapshot in the staging store), and the
  * MGN API — driven by the AWS CLI and @aws-sdk/client-mgn against a real
  * HTTPS control plane — launches a test instance with the `qemu` target. The
  * marker the disk's /init prints shows on the console and first boot turns
@@ -19,7 +20,9 @@ import { silentLogger } from "../../src/lib/log.ts";
 import { registration } from "../../src/control/testing.ts";
 import { createScratch } from "../support/loop.ts";
 import { buildBootableDisk, BOOT_MARKER } from "../support/bootable-disk.ts";
-import { createRawImageCatalog } from "../support/raw-image-catalog.ts";
+import { startTestReplicator } from "../support/data-plane.ts";
+import { replicateDisk } from "../../src/agent/sync.ts";
+import { ScanTracker } from "../../src/agent/tracker/index.ts";
 import { agentCall, awsCliDriver, sdkDriver } from "./control-plane-drivers.ts";
 
 const run = promisify(execFile);
@@ -39,8 +42,13 @@ test("a test launch of a bootable disk boots under qemu: marker on the console, 
   const s = await createScratch("ferry-launch-boot-");
   try {
     const disk = await buildBootableDisk(join(s.dir, "source.img"), "boot-test-disk");
-    const catalog = createRawImageCatalog(join(s.dir, "store"));
-    const launcher = createLauncher({ dataDir: join(s.dir, "launch"), catalog, logger: silentLogger });
+    const rep = await startTestReplicator(join(s.dir, "replicator"));
+    s.defer(() => rep.replicator.close());
+    const launcher = createLauncher({
+      dataDir: join(s.dir, "launch"),
+      catalog: rep.replicator.catalog,
+      logger: silentLogger,
+    });
     s.defer(() => launcher.close());
     const server = await startServer({
       dataDir: join(s.dir, "server"),
@@ -61,18 +69,37 @@ test("a test launch of a bootable disk boots under qemu: marker on the console, 
     assert.equal(reg.status, 200, JSON.stringify(reg.body));
     const id = reg.body.sourceServerID as string;
     const agent = reg.body.agentCredentials as { accessKeyId: string; secretAccessKey: string };
-    const rep = await agentCall(ep, agent, "/ferry/agent/report", {
+    const reported = await agentCall(ep, agent, "/ferry/agent/report", {
       sourceServerID: id,
       dataReplicationState: "CONTINUOUS",
     });
-    assert.equal(rep.status, 200, JSON.stringify(rep.body));
-    await catalog.addSnapshot(id, "vda", disk);
+    assert.equal(reported.status, 200, JSON.stringify(reported.body));
+    // The agent side: initial sync, then continuous replication with consistency points.
+    const agentStop = new AbortController();
+    const tracker = new ScanTracker({ devicePath: disk, stateDir: join(s.dir, "tracker"), intervalMs: 0 });
+    const sync = replicateDisk({
+      sourcePath: disk,
+      sourceServerId: id,
+      diskId: "vda",
+      endpoint: rep.endpoint,
+      stateDir: join(s.dir, "agent"),
+      signal: agentStop.signal,
+      continuous: { tracker, consistencyIntervalMs: 500 },
+    });
+    sync.catch(() => {});
+    s.defer(async () => {
+      agentStop.abort();
+      await sync.catch(() => undefined);
+    });
+    for (let i = 0; i < 240 && !(await rep.replicator.catalog.list(id)).length; i++)
+      await new Promise((r) => setTimeout(r, 250));
+    assert.ok((await rep.replicator.catalog.list(id)).length >= 1, "the initial sync left a snapshot");
 
     // Ferry's launch settings ride in the launch configuration (MGN clients ignore the member).
     const upd = await agentCall(ep, operator, "/UpdateLaunchConfiguration", {
       sourceServerID: id,
       launchDisposition: "STARTED",
-      ferry: { target: "qemu", bootMarker: BOOT_MARKER, bootTimeoutSeconds: 100 },
+      ferry: { target: "qemu", bootMarker: BOOT_MARKER, bootTimeoutSeconds: 100, snapshotTimeoutSeconds: 5 },
     });
     assert.equal(upd.status, 200, JSON.stringify(upd.body));
     assert.equal((upd.body.ferry as { target: string }).target, "qemu");
@@ -119,11 +146,15 @@ test("a test launch of a bootable disk boots under qemu: marker on the console, 
     const events = ((await cli.call("DescribeJobLogItems", { jobID })).items as { event: string }[]).map(
       (e) => e.event,
     );
+    // A fresh snapshot when a consistency point comes in time; an idle source may bring none, and
+    // then the newest existing snapshot (the same data: nothing changed) is used.
+    const snapshot = events.includes("SNAPSHOT_END")
+      ? ["SNAPSHOT_END"]
+      : ["SNAPSHOT_FAIL", "USING_PREVIOUS_SNAPSHOT"];
     assert.deepEqual(events, [
       "JOB_START",
       "SNAPSHOT_START",
-      "SNAPSHOT_FAIL",
-      "USING_PREVIOUS_SNAPSHOT",
+      ...snapshot,
       "CONVERSION_START",
       "CONVERSION_END",
       "LAUNCH_START",
