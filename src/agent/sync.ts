@@ -22,6 +22,8 @@ import { type BlockProcessor, createBlockProcessor, resolveWorkerCount } from ".
 export type { SyncStalls } from "./stream.ts";
 
 const MiB = 1024 * 1024;
+/** Bytes read (and hashes asked for) at a time by a rescan. */
+const RESCAN_SPAN = 16 * MiB;
 
 export interface ReplicateOptions {
   sourcePath: string;
@@ -357,10 +359,13 @@ async function syncOnce(
       readOffset = off;
       report();
     };
+    // Continuous mode rescans in slices: the read buffers are allocated once per connection.
+    let rescanBuffers: Buffer[] | undefined;
     const rescanRange = async (start: number, end: number) => {
       const before = run.mode;
       run.mode = "rescan";
-      await rescanDisk(s, source, hashBlockSize, run, start, end, onRead);
+      rescanBuffers ??= source.allocBuffers(2, RESCAN_SPAN);
+      await rescanDisk(s, source, hashBlockSize, run, start, end, onRead, rescanBuffers);
       run.mode = before;
     };
     if (!resume) {
@@ -421,12 +426,12 @@ async function rescanDisk(
   start: number,
   end: number,
   onProgress: (offset: number) => void,
+  buffers: Buffer[],
 ): Promise<void> {
-  const span = 16 * MiB;
+  const span = RESCAN_SPAN;
   const blocksPerSpan = span / hashBlockSize;
   const size = end;
-  // Allocated per rescan (rare, whole-disk work): the probe cost is nothing next to the reads.
-  const [a, b] = source.allocBuffers(2, span);
+  const [a, b] = buffers;
   const ask = (off: number) => {
     const first = off / hashBlockSize;
     const count = Math.min(blocksPerSpan, Math.ceil((size - off) / hashBlockSize));
