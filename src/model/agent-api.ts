@@ -146,6 +146,8 @@ export const AgentReportResponse = z.object({
   replicationConfiguration: ReplicationConfiguration,
   replicator: ReplicatorAssignment.optional(),
   reportIntervalSeconds: z.number(),
+  /** The server was cut over (FinalizeCutover): stop replicating and remove the agent's state. */
+  uninstall: z.boolean().optional(),
 });
 export type AgentReportResponse = z.infer<typeof AgentReportResponse>;
 
