@@ -177,6 +177,7 @@ export async function report(ctx: OpContext, input: z.infer<typeof AgentReportRe
     replicationConfiguration: next.replicationConfiguration,
     ...(replicator ? { replicator } : {}),
     reportIntervalSeconds: ctx.reportIntervalSeconds,
+    ...(next.lifeCycle.state === "CUTOVER" ? { uninstall: true } : {}),
   };
   return { status: 200, body };
 }
