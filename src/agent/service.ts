@@ -4,7 +4,7 @@
  * registration and follows what the operator wants (stopping on
  * DISCONNECTED); the systemd unit that runs it.
  */
-import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { readFile, writeFile, mkdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -103,6 +103,7 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
     hosts: parseResolve(config.resolve),
   });
   let interval = config.reportIntervalSeconds;
+  let uninstall = false;
   const driver =
     config.dataPlane && o.stateDir
       ? new ReplicationDriver({
@@ -137,6 +138,14 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
         o.onReport?.(answer);
         interval = answer.reportIntervalSeconds;
         await driver?.apply(answer as Parameters<ReplicationDriver["apply"]>[0]);
+        if (answer.uninstall) {
+          // FinalizeCutover: the source's job is done; its credentials and state go with the agent.
+          o.log.info("the server was cut over: uninstalling the agent", {
+            sourceServerID: config.sourceServerID,
+          });
+          uninstall = true;
+          return "disconnected";
+        }
         if (answer.desiredReplicationState === "DISCONNECTED") {
           o.log.info("disconnected from service by the operator: stopping", {
             sourceServerID: config.sourceServerID,
@@ -154,5 +163,6 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
   } finally {
     await driver?.close();
     client.close();
+    if (uninstall && o.stateDir) await rm(o.stateDir, { recursive: true, force: true });
   }
 }
