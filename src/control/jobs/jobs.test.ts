@@ -64,6 +64,8 @@ function fakeLauncher(): FakeLauncher {
   return f;
 }
 
+const agents = new Map<string, Credentials>();
+
 async function launchableServer(t: TestPlane, identity: string): Promise<string> {
   await t.call("/InitializeService");
   const reg = await t.call("/ferry/agent/register", registration(identity));
@@ -76,6 +78,8 @@ async function launchableServer(t: TestPlane, identity: string): Promise<string>
     { creds: agent },
   );
   assert.equal(rep.status, 200, JSON.stringify(rep.body));
+  assert.equal(rep.body.uninstall, undefined);
+  agents.set(id, agent);
   return id;
 }
 
@@ -215,6 +219,15 @@ test("test launch, revert, relaunch, cutover, finalize, archive — with MGN's j
     assert.equal(f.dataReplicationInfo?.dataReplicationState, "DISCONNECTED");
     for (let i = 0; i < 100 && !launcher.released.length; i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(launcher.released, [id]);
+    // The agent learns from its next report answer that it is done and uninstalls itself.
+    const answer = await t.call(
+      "/ferry/agent/report",
+      { sourceServerID: id, dataReplicationState: "CONTINUOUS" },
+      { creds: agents.get(id)! },
+    );
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.desiredReplicationState, "DISCONNECTED");
+    assert.equal(answer.body.uninstall, true);
     expectConflict(await t.call("/FinalizeCutover", { sourceServerID: id }), /CUTTING_OVER/);
     expectConflict(await t.call("/StartCutover", { sourceServerIDs: [id] }), /disconnected/);
     expectConflict(await t.call("/DisconnectFromService", { sourceServerID: id }), /already disconnected/);
