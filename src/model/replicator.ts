@@ -37,6 +37,16 @@ export const ReplicatorRegisterRequest = z.object({
   certFingerprint: z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
   /** The pool this replicator serves; "" (default) serves servers with any staging subnet. */
   stagingAreaSubnetId: z.string().max(255).default(""),
+  /** The newest snapshot of each source server this replicator holds (DescribeSourceServers' lastSnapshotDateTime). */
+  lastSnapshots: z
+    .array(
+      z.object({
+        sourceServerID: z.string().regex(/^s-[0-9a-zA-Z]{17}$/),
+        lastSnapshotDateTime: z.iso.datetime(),
+      }),
+    )
+    .max(10000)
+    .optional(),
 });
 export type ReplicatorRegisterRequest = z.input<typeof ReplicatorRegisterRequest>;
 
