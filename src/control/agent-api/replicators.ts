@@ -35,6 +35,14 @@ export async function registerReplicator(
   };
   if (input.publicAddress) rec.publicAddress = input.publicAddress;
   const stored = await ctx.store.replicators.upsertByName(rec, now);
+  // Only for servers assigned to this replicator: one replicator cannot speak for another's servers.
+  for (const s of input.lastSnapshots ?? []) {
+    await ctx.store.sourceServers.update(s.sourceServerID, (r) =>
+      r.replicatorId === stored.replicatorId && (r.agent.lastSnapshotDateTime ?? "") < s.lastSnapshotDateTime
+        ? { ...r, agent: { ...r.agent, lastSnapshotDateTime: s.lastSnapshotDateTime } }
+        : r,
+    );
+  }
   return {
     status: 200,
     body: {
