@@ -20,7 +20,8 @@ export interface JoinOptions {
   caPem?: string;
   caFingerprint?: string;
   hosts?: StaticHosts;
-  registration: ReplicatorRegisterRequest;
+  /** What each registration (the first and every heartbeat) sends; a function to send current figures. */
+  registration: ReplicatorRegisterRequest | (() => ReplicatorRegisterRequest);
   log: Logger;
 }
 
@@ -41,7 +42,8 @@ export async function joinControlPlane(o: JoinOptions): Promise<Membership> {
     ...(o.caFingerprint ? { caFingerprint: o.caFingerprint } : {}),
     ...(o.hosts ? { hosts: o.hosts } : {}),
   });
-  const register = () => client.call(REPLICATOR_REGISTER_PATH, o.registration, ReplicatorRegisterResponse);
+  const body = () => (typeof o.registration === "function" ? o.registration() : o.registration);
+  const register = () => client.call(REPLICATOR_REGISTER_PATH, body(), ReplicatorRegisterResponse);
   let first;
   try {
     first = await register();

@@ -75,6 +75,8 @@ export interface Replicator {
   /** The snapshots of the staging store, with takeSnapshot at the next consistency point. */
   catalog: StoreCatalog;
   store: ObjectStore;
+  /** The newest snapshot time of each source server (for the control plane's lastSnapshotDateTime). */
+  lastSnapshots(): { sourceServerID: string; lastSnapshotDateTime: string }[];
   /** Sets (or replaces) the CA of accepted client certificates. */
   setClientCa(pem: string): void;
   close(): Promise<void>;
@@ -136,12 +138,29 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   const sessions = new Set<Session>();
   const byDisk = new Map<string, Session>();
   const store = options.store ?? new LocalDirectoryStore(options.dataDir);
+  const newest = new Map<string, string>();
+  const noteSnapshot = (sourceServerId: string, createdAt: string) => {
+    if ((newest.get(sourceServerId) ?? "") < createdAt) newest.set(sourceServerId, createdAt);
+  };
+  // Snapshots from before this start, from the manifests' keys (their ids begin with the time).
+  void store
+    .list("volumes/")
+    .then((objects) => {
+      for (const o of objects) {
+        const m = /^volumes\/([^/]+)\/[^/]+\/snap\/snap-(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d{3})-/.exec(
+          o.key,
+        );
+        if (m) noteSnapshot(m[1]!, `${m[2]}-${m[3]}-${m[4]}T${m[5]}:${m[6]}:${m[7]}.${m[8]}Z`);
+      }
+    })
+    .catch((err: unknown) => log.warn("cannot list the staging store's snapshots", { error: String(err) }));
   const scheduler = new SnapshotScheduler({
     store,
     log,
     ...(options.pitPolicy ? { policy: options.pitPolicy } : {}),
     ...(options.now ? { now: options.now } : {}),
-    onSnapshot: (info) =>
+    onSnapshot: (info) => {
+      noteSnapshot(info.sourceServerId, info.createdAt);
       options.onEvent?.({
         type: "snapshot",
         sourceServerId: info.sourceServerId,
@@ -149,7 +168,8 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
         snapshotId: info.snapshotId,
         createdAt: info.createdAt,
         barrierId: info.barrierId,
-      }),
+      });
+    },
   });
   const catalog = new StoreCatalog(store, { takeSnapshot: (id, o) => scheduler.takeSnapshot(id, o) });
   const host: SessionHost = {
@@ -225,6 +245,8 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     sessionCount: () => sessions.size,
     catalog,
     store,
+    lastSnapshots: () =>
+      [...newest].map(([sourceServerID, lastSnapshotDateTime]) => ({ sourceServerID, lastSnapshotDateTime })),
     setClientCa(pem: string) {
       server.setSecureContext({ cert: options.tls.certPem, key: options.tls.keyPem, ca: pem });
     },
