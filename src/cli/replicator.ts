@@ -123,13 +123,14 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
             credentials: { accessKeyId, secretAccessKey },
             ...(opts.caFile ? { caPem: await readFile(String(opts.caFile), "utf8") } : {}),
             ...(opts.caFingerprint ? { caFingerprint: String(opts.caFingerprint) } : {}),
-            registration: {
+            registration: () => ({
               name: String(opts.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, "-"),
               privateAddress,
               ...(opts.publicAddress ? { publicAddress: String(opts.publicAddress) } : {}),
               certFingerprint: id.fingerprint,
               stagingAreaSubnetId: String(opts.pool ?? ""),
-            },
+              lastSnapshots: rep.lastSnapshots(),
+            }),
             log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
           });
         } catch (err) {
