@@ -127,17 +127,19 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       await rm(join(replicatorDataDir, "volumes", id), { recursive: true, force: true });
     };
     const advertised = o.replicatorListen.host === "0.0.0.0" ? "127.0.0.1" : o.replicatorListen.host;
+    const local = replicator;
     membership = await joinControlPlane({
       endpoint: server.url,
       region: o.region,
       credentials: creds.replicator,
       caPem: await readFile(server.caFile, "utf8"),
-      registration: {
+      registration: () => ({
         name: "local",
-        privateAddress: `${advertised}:${replicator.port}`,
+        privateAddress: `${advertised}:${local.port}`,
         certFingerprint: id.fingerprint,
         stagingAreaSubnetId: "",
-      },
+        lastSnapshots: local.lastSnapshots(),
+      }),
       log: o.log.child({ component: "replicator" }),
     });
     replicator.setClientCa(membership.clientCaPem);
