@@ -196,6 +196,14 @@ test("ferry up → agent install → agent run: the server replicates to the ass
     const replicaImage = () => stagingImage(replicaDataDir, installed.sourceServerID, diskId!);
     assert.equal(await sha256File(await replicaImage()), await sha256File(disk));
 
+    // The replicator's heartbeat carries its newest snapshot (the initial sync's) to the API.
+    const snapped = await until(
+      "lastSnapshotDateTime in DescribeSourceServers",
+      async () => (await describe())?.dataReplicationInfo?.lastSnapshotDateTime,
+      30000,
+    );
+    assert.ok(Date.parse(String(snapped)) <= Date.now(), `lastSnapshotDateTime ${String(snapped)}`);
+
     // A change on the source reaches the replica.
     const fh = await open(disk, "r+");
     await fh.write(randomBytes(65536), 0, 65536, 3 * MiB);
