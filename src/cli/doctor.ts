@@ -34,6 +34,7 @@ interface DoctorFlags {
   pathStyle?: boolean;
   s3CaFile?: string;
   listen?: string;
+  sourceAddress: string[];
   dataDir?: string;
   databaseUrl?: string;
   timeoutMs: string;
@@ -67,6 +68,12 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
     .option("--path-style", "https://HOST/BUCKET/… instead of https://BUCKET.HOST/…")
     .option("--s3-ca-file <pem>", "CA of the object-store endpoint")
     .option("--listen <host:port>", "where the replicator listens for agents (replicator)", "127.0.0.1:1500")
+    .option(
+      "--source-address <ip>",
+      "a source's address whose return route to check (replicator), repeatable",
+      collect,
+      [],
+    )
     .option("--data-dir <dir>", "the control plane's data directory (server)")
     .option("--database-url <url>", "the control plane's PostgreSQL URL (server)")
     .option("--timeout-ms <ms>", "per probe", "5000")
@@ -175,6 +182,7 @@ async function replicator(o: DoctorFlags, ctx: CliContext): Promise<DoctorFindin
     hosts: parseResolve(o.resolve),
     ...(await s3Options(o, region)),
     listen: parseHostPort(o.listen ?? "127.0.0.1:1500", 1500),
+    sourceAddresses: o.sourceAddress,
     timeoutMs: Number(o.timeoutMs),
   });
 }

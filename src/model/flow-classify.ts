@@ -36,7 +36,7 @@ export type FlowFailure =
   | { check: "http"; url: string; status: number }
   | { check: "throughput"; bytesPerSecond: number; minimumBytesPerSecond: number }
   /** Seen on the replicator: connections from `peers` stay half-open (their SYN arrived, the reply never got back). */
-  | { check: "return-path"; peers: string[]; port: number }
+  | { check: "return-path"; peers: string[]; port: number; noRoute?: boolean }
   /** Seen by the control plane: a reporter's heartbeats stopped arriving. */
   | { check: "heartbeat"; who: string; ageSeconds: number };
 
@@ -211,7 +211,9 @@ export function classifyFailure(c: FlowContext, f: FlowFailure): Verdict {
     case "return-path":
       return {
         code: "RETURN_ROUTE_MISSING",
-        observed: `connections to port ${f.port} from ${f.peers.join(", ")} stay half-open: their SYN arrives, the SYN-ACK never gets back`,
+        observed: f.noRoute
+          ? `this host has no route to ${f.peers.join(", ")}: replies to port ${f.port} cannot leave`
+          : `connections to port ${f.port} from ${f.peers.join(", ")} stay half-open: their SYN arrives, the SYN-ACK never gets back`,
         cause: `this host has no route back to ${f.peers.join(", ")} (the return route to the source network is missing)`,
         fix: `add a route for the source network via the private link on this host or its subnet's router (ip route add <source CIDR> via <link gateway>)`,
       };

@@ -297,6 +297,46 @@ describe("ferry doctor on the reference private network", { skip, timeout: 170_0
     }
   });
 
+  it("return route missing on the replicator only: the source sees a drop, the replicator's doctor names the return route", async () => {
+    await lab.removeReturnRoute(["replicator1"]);
+    try {
+      // The source's SYN reaches the replicator; its SYN-ACK has no way back.
+      const { flows } = await doctor();
+      const f7 = flow(flows, "F7");
+      assert.equal(f7.code, "SG_1500_MISSING");
+      assert.match(f7.cause, /ferry doctor --replicator/);
+      assert.equal(flow(flows, "F2").ok, true);
+      const e = lab.endpoints;
+      const r = await lab.exec("replicator1", FERRY, [
+        "doctor",
+        "--replicator",
+        "--join",
+        e.controlPlane.endpoint,
+        "--region",
+        lab.plan.names.region,
+        "--ca-file",
+        e.controlPlane.caFile,
+        "--aws-access-key-id",
+        e.keys.replicator.accessKeyId,
+        "--aws-secret-access-key",
+        e.keys.replicator.secretAccessKey,
+        "--listen",
+        e.replicators[0]!.privateAddress,
+        "--source-address",
+        lab.host("source").address,
+        "--json",
+      ]);
+      const rep = (JSON.parse(r.stdout) as { flows: Finding[] }).flows;
+      assert.equal(r.code, 1, r.stdout);
+      assert.equal(flow(rep, "F4").ok, true);
+      const back = flow(rep, "F7");
+      assert.equal(back.code, "RETURN_ROUTE_MISSING");
+      assert.match(back.observed, /10\.10\.0\.10/);
+    } finally {
+      await lab.restoreReturnRoute();
+    }
+  });
+
   it("wrong CA fingerprint (before installing, as the installer runs it): F2 names the mismatch", async () => {
     const wrong = await lab.useWrongCaFingerprint();
     try {

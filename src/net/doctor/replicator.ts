@@ -7,6 +7,7 @@
  * reply has no way back: the return route).
  */
 import { execFile } from "node:child_process";
+import { createSocket } from "node:dgram";
 import { promisify } from "node:util";
 import type { SignedClientCredentials } from "../../lib/signed-client.ts";
 import type { StaticHosts } from "../../lib/static-resolve.ts";
@@ -29,8 +30,26 @@ export interface ReplicatorDoctorOptions {
   s3?: { endpoint: string; bucket: string; pathStyle: boolean; caPem?: string };
   /** Where the replicator listens for agents (host:port). @default 127.0.0.1:1500 */
   listen?: { host: string; port: number };
+  /** Source addresses whose return route to check (a route lookup, no packet sent). */
+  sourceAddresses?: string[];
   /** @default 5000 */
   timeoutMs?: number;
+}
+
+/** Whether this host has a route to `address`: a UDP connect() looks the route up and sends nothing. */
+export function routeTo(address: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = createSocket(address.includes(":") ? "udp6" : "udp4");
+    s.once("error", (err: NodeJS.ErrnoException) => {
+      s.close();
+      resolve(err.code ?? err.message);
+    });
+    // With a callback, node hands a failed connect() to it rather than to "error".
+    s.connect(9, address, ((err?: NodeJS.ErrnoException) => {
+      s.close();
+      resolve(err ? (err.code ?? err.message) : undefined);
+    }) as () => void);
+  });
 }
 
 function hostPort(spec: string, defaultPort: number): { host: string; port: number } {
@@ -121,10 +140,22 @@ export async function runReplicatorDoctor(o: ReplicatorDoctorOptions): Promise<D
   if (!tcp.ok) failed(f7, "listen", { check: "connect", address: dial, port: listen.port, error: tcp.error });
   else {
     passed(f7, "listen", `the replicator listens on ${dial}:${listen.port}`);
+    const unrouted: string[] = [];
+    for (const a of o.sourceAddresses ?? []) if (await routeTo(a)) unrouted.push(a);
     const peers = await halfOpenPeers(listen.port);
-    if (peers === undefined) passed(f7, "return-path", "not checked (no `ss` on this host)");
-    else if (peers.length) failed(f7, "return-path", { check: "return-path", peers, port: listen.port });
-    else passed(f7, "return-path", "no half-open connections from sources");
+    if (unrouted.length) {
+      failed(f7, "return-path", { check: "return-path", peers: unrouted, port: listen.port, noRoute: true });
+    } else if (peers?.length) failed(f7, "return-path", { check: "return-path", peers, port: listen.port });
+    else {
+      const routed = o.sourceAddresses?.length ? `routes back to ${o.sourceAddresses.join(", ")}; ` : "";
+      passed(
+        f7,
+        "return-path",
+        peers === undefined
+          ? `${routed}half-open connections not checked (no \`ss\`)`
+          : `${routed}no half-open connections from sources`,
+      );
+    }
   }
   return summarize(runs, "replicator", localAddress);
 }
