@@ -1,0 +1,81 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { ReplicatorRecord } from "../../model/replicator.ts";
+import type { SourceServerRecord } from "../../model/source-server.ts";
+import { renderReport } from "./report.ts";
+import { runServerDoctor } from "./server.ts";
+
+const NOW = Date.parse("2026-11-25T05:00:00Z");
+
+function server(id: string, agent: Partial<SourceServerRecord["agent"]>): SourceServerRecord {
+  return {
+    sourceServerID: id,
+    isArchived: false,
+    replication: { control: "RUNNING" },
+    agent: { identity: id, registeredAt: NOW - 600_000, ...agent },
+  } as SourceServerRecord;
+}
+
+const replicator = (name: string, lastSeenAt: number): ReplicatorRecord => ({
+  replicatorId: `i-${name.padEnd(17, "0")}`,
+  name,
+  privateAddress: "10.20.0.30:1500",
+  certFingerprint: "AA",
+  stagingAreaSubnetId: "",
+  registeredAt: NOW - 600_000,
+  lastSeenAt,
+});
+
+test("the server's view: heartbeats that stopped (F2, F4) and the flows agents report failing", () => {
+  const f7 = {
+    flow: "F7" as const,
+    ok: false as const,
+    observed: "TCP 1500 to the replicator at 10.20.0.30: no answer (timed out: the packets are dropped)",
+    cause: "the replicator's security group drops TCP 1500 from the source (no rule allows it)",
+    fix: "allow TCP 1500 from the source",
+    code: "SG_1500_MISSING",
+    at: "2026-11-25T04:59:50.000Z",
+  };
+  const findings = runServerDoctor({
+    now: NOW,
+    notSeenAfterMs: 60_000,
+    replicators: [replicator("alive", NOW - 5_000), replicator("gone", NOW - 300_000)],
+    sourceServers: [
+      server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 5_000, failedFlow: f7 }),
+      server("s-bbbbbbbbbbbbbbbbb", { lastSeenAt: NOW - 120_000 }),
+      server("s-ccccccccccccccccc", { lastSeenAt: NOW - 1_000 }),
+    ],
+  });
+  const failing = findings.filter((f) => !f.ok).map((f) => [f.flow, f.code]);
+  assert.deepEqual(failing, [
+    ["F2", "AGENT_NOT_SEEN"],
+    ["F4", "REPLICATOR_NOT_SEEN"],
+    ["F7", "SG_1500_MISSING"],
+  ]);
+  const text = renderReport(findings);
+  assert.match(
+    text,
+    /✗ F2 .*\[AGENT_NOT_SEEN\]\n {4}observed: no heartbeat from the agent of s-bbbbbbbbbbbbbbbbb for 120 s/,
+  );
+  assert.match(text, /observed: no heartbeat from replicator gone .* for 300 s/);
+  assert.match(text, /observed: s-aaaaaaaaaaaaaaaaa \(reported 2026-11-25T04:59:50.000Z\): TCP 1500/);
+  assert.match(text, /3 flow\(s\) failing\n$/);
+});
+
+test("the server's view when everything reports: every flow passes", () => {
+  const findings = runServerDoctor({
+    now: NOW,
+    notSeenAfterMs: 60_000,
+    replicators: [replicator("alive", NOW - 5_000)],
+    sourceServers: [server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 5_000 })],
+  });
+  assert.deepEqual(
+    findings.map((f) => [f.flow, f.ok]),
+    [
+      ["F2", true],
+      ["F4", true],
+      ["F7", true],
+    ],
+  );
+  assert.match(renderReport(findings), /all flows open\n$/);
+});
