@@ -86,6 +86,20 @@ export interface DataStreamOptions {
   idleTimeoutMs?: number;
 }
 
+/**
+ * A read buffer of sendRange. Raw payloads are sent straight from it, so it is
+ * read into again only when no queued frame refers to it and the socket has
+ * taken the bytes of those sent (its write completed: TLS encrypted them).
+ */
+interface Slot {
+  buf: Buffer;
+  /** Frames queued and not yet handed to the connection. */
+  unsent: number;
+  /** The connection's byte count once its last frame was handed over. */
+  sentUpTo: number;
+  busy: boolean;
+}
+
 interface InFlight {
   seq: number;
   start: number;
@@ -106,8 +120,10 @@ export class DataStream {
   private wake: (() => void) | undefined;
   private hashWaiters = new Map<number, (hashes: Buffer) => void>();
   private nextRequestId = 1;
-  private pending: { frame: Frame; start: number; end: number; bytes: number }[] = [];
+  private pending: { frame: Frame; start: number; end: number; bytes: number; slot?: Slot }[] = [];
   private readonly policy: CompressionPolicy;
+  /** sendRange's read buffers (shared memory), free or holding payloads the socket has not taken yet. */
+  private slots: Slot[] | undefined;
   private readonly onAbort: () => void;
   private buffers: Buffer[] | undefined;
 
@@ -227,13 +243,26 @@ export class DataStream {
   /** Sends queued frames until at most `keep` remain (a little queue keeps the pipe full). */
   async flushPending(keep: number): Promise<void> {
     while (this.pending.length > keep) {
-      const p = this.pending.shift()!;
+      const p = this.pending[0]!;
       await this.send(p.frame, p.start, p.end, p.bytes);
+      this.pending.shift();
+      if (p.slot) {
+        p.slot.unsent--;
+        p.slot.sentUpTo = this.conn.bytesSent;
+      }
     }
   }
 
-  private queue(frame: Frame, start: number, end: number, bytes: number): void {
-    this.pending.push({ frame, start, end, bytes });
+  private queue(frame: Frame, start: number, end: number, bytes: number, slot?: Slot): void {
+    this.pending.push({ frame, start, end, bytes, ...(slot ? { slot } : {}) });
+    if (slot) slot.unsent++;
+  }
+
+  /** Whether a slot can be read into again. */
+  private reusable(slot: Slot): boolean {
+    if (slot.busy || slot.unsent > 0) return false;
+    // Bytes whose write completed: everything handed over but what the stream still holds.
+    return this.conn.bytesSent - this.conn.writableLength >= slot.sentUpTo;
   }
 
   private zeroStart = -1;
@@ -265,8 +294,11 @@ export class DataStream {
     this.emitProcessed(offset, buf.length, r, compress);
   }
 
-  /** Queues the frames of a processed chunk of `n` bytes at `offset`. */
-  private emitProcessed(offset: number, n: number, r: ChunkResult, compressed: boolean): void {
+  /**
+   * Queues the frames of a processed chunk of `n` bytes at `offset`; runs left
+   * in place are sent from `slot`.
+   */
+  private emitProcessed(offset: number, n: number, r: ChunkResult, compressed: boolean, slot?: Slot): void {
     const { counters, stalls } = this.o;
     const hbs = this.o.hashBlockSize;
     stalls.hashMs += r.hashMs;
@@ -289,6 +321,8 @@ export class DataStream {
       }
       const d = r.runs[run++];
       if (!d || d.at !== at) throw new Error(`block pipeline: no data run at ${offset + at}`);
+      if (d.inPlace && !slot)
+        throw new Error(`block pipeline: a raw run at ${offset + at} without its buffer`);
       this.emitZero();
       const seq = this.nextSeq++;
       this.queue(
@@ -299,11 +333,12 @@ export class DataStream {
           length: d.length,
           compression: d.compression,
           hashes: asBuffer(d.hashes),
-          payload: asBuffer(d.payload),
+          payload: d.inPlace ? slot!.buf.subarray(d.at, d.at + d.length) : asBuffer(d.payload),
         },
         offset + d.at,
         offset + d.at + d.length,
         d.length,
+        d.inPlace ? slot : undefined,
       );
       data += d.length;
       b = Math.ceil((d.at + d.length) / hbs);
@@ -325,45 +360,56 @@ export class DataStream {
     const { source, chunkSize } = this.o;
     const blocks = this.o.blocks;
     if (!blocks) return this.sendRangeInline(start, end, onChunk);
-    // Chunks being read, being processed by the workers, or waiting their turn to be framed.
-    const depth = 4 + 2 * blocks.workers;
-    // Aligned buffers are allocated (and probed) once per stream: continuous
-    // replication calls this for every dirty extent. Shared memory: the workers read it in place.
-    this.buffers ??= source.allocBuffers(depth, chunkSize, { shared: true });
-    const free = [...this.buffers];
-    type Done = { offset: number; buf: Buffer; n: number; result: ChunkResult; compressed: boolean };
+    // Chunks being read, processed by the workers, queued as frames, or in the socket.
+    const depth = 8 + 2 * blocks.workers;
+    // Aligned buffers are allocated (and probed) once per stream. Shared memory: the workers read it in place.
+    this.slots ??= source
+      .allocBuffers(depth, chunkSize, { shared: true })
+      .map((buf) => ({ buf, unsent: 0, sentUpTo: 0, busy: false }));
+    const slots = this.slots;
+    type Done = { offset: number; slot: Slot; n: number; result: ChunkResult; compressed: boolean };
     // In disk order: frames leave in the order the chunks were read.
     const chunks: Promise<Done>[] = [];
     let next = start;
     const startChunk = () => {
-      if (next >= end || free.length === 0) return false;
+      if (next >= end) return false;
+      const slot = slots.find((x) => this.reusable(x));
+      if (!slot) return false;
+      slot.busy = true;
       const offset = next;
-      const buf = free.pop()!;
       const want = Math.min(chunkSize, end - offset);
       next += want;
-      const p = source.read(buf, offset, want).then(async (n) => {
+      const p = source.read(slot.buf, offset, want).then(async (n) => {
         if (n < want) await this.shrank(offset);
         const compressed = this.policy.shouldCompress();
         const result = await blocks.process({
-          data: buf.subarray(0, n),
+          data: slot.buf.subarray(0, n),
           hashBlockSize: this.o.hashBlockSize,
           compress: compressed,
+          rawInPlace: true,
         });
-        return { offset, buf, n, result, compressed };
+        return { offset, slot, n, result, compressed };
       });
       p.catch(() => {});
       chunks.push(p);
       return true;
     };
     try {
-      while (startChunk());
-      while (chunks.length > 0) {
+      while (next < end || chunks.length > 0) {
         this.check();
+        while (startChunk());
+        if (chunks.length === 0) {
+          // Every buffer holds payloads on their way out: send them and let the socket take them.
+          await this.flushPending(0);
+          await this.conn.drain();
+          if (!slots.some((x) => this.reusable(x))) await new Promise((r) => setTimeout(r, 1));
+          continue;
+        }
         const t = performance.now();
-        const { offset, buf, n, result, compressed } = await chunks.shift()!;
+        const { offset, slot, n, result, compressed } = await chunks.shift()!;
         this.o.stalls.workerWaitMs += performance.now() - t;
-        free.push(buf);
-        this.emitProcessed(offset, n, result, compressed);
+        slot.busy = false;
+        this.emitProcessed(offset, n, result, compressed, slot);
         onChunk?.(offset + n);
         while (startChunk());
         await this.flushPending(4);
@@ -373,6 +419,7 @@ export class DataStream {
     } finally {
       // Reads and workers finish with the buffers before they can be reused or freed.
       await Promise.allSettled(chunks);
+      for (const x of slots) x.busy = false;
     }
   }
 

@@ -12,6 +12,7 @@ import { Compression, type CompressionCode, blockHashes, isZero } from "../../wi
 const MIN_SAVING = 0.1;
 /** Runs at least this long are judged on a sample before compressing them whole. */
 const SAMPLE_BYTES = 16 * 1024;
+const EMPTY = new Uint8Array(0);
 
 export interface ChunkTask {
   /** The chunk's bytes: a whole number of hash blocks except at the end of the disk. */
@@ -19,6 +20,11 @@ export interface ChunkTask {
   hashBlockSize: number;
   /** Try zstd (false: every run travels raw). */
   compress: boolean;
+  /**
+   * Leave raw runs in `data` (payload empty, `inPlace` set): the caller sends
+   * them from there and keeps the memory until the socket took them. @default false
+   */
+  rawInPlace?: boolean;
 }
 
 export interface DataRun {
@@ -26,9 +32,11 @@ export interface DataRun {
   at: number;
   length: number;
   hashes: Uint8Array;
-  /** Bytes owned by the result (never a view of the task's data). */
+  /** Bytes owned by the result (never a view of the task's data); empty when `inPlace`. */
   payload: Uint8Array;
   compression: CompressionCode;
+  /** The payload is the raw bytes, left in the task's data at `at` (see ChunkTask.rawInPlace). */
+  inPlace?: boolean;
 }
 
 export interface ChunkResult {
@@ -84,6 +92,16 @@ function dataRun(data: Buffer, start: number, end: number, task: ChunkTask, acc:
     acc.compressedRawBytes += raw.length;
     acc.compressedBytes += z.length;
     return { at: start, length: raw.length, hashes, payload: z, compression: Compression.ZSTD };
+  }
+  if (task.rawInPlace) {
+    return {
+      at: start,
+      length: raw.length,
+      hashes,
+      payload: EMPTY,
+      compression: Compression.NONE,
+      inPlace: true,
+    };
   }
   // The chunk's memory is read into again once this returns: the payload needs its own bytes.
   return { at: start, length: raw.length, hashes, payload: Buffer.from(raw), compression: Compression.NONE };

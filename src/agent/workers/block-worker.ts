@@ -12,8 +12,10 @@ if (parentPort) {
     const transfer: ArrayBuffer[] = [];
     for (const run of result.runs) {
       run.hashes = owned(run.hashes);
+      transfer.push(run.hashes.buffer as ArrayBuffer);
+      if (run.inPlace) continue;
       run.payload = owned(run.payload);
-      transfer.push(run.hashes.buffer as ArrayBuffer, run.payload.buffer as ArrayBuffer);
+      transfer.push(run.payload.buffer as ArrayBuffer);
     }
     transfer.push(result.zero.buffer as ArrayBuffer);
     return { result, transfer };
