@@ -31,6 +31,9 @@ export async function connectReplicator(ep: ReplicatorEndpoint): Promise<FramedC
       host: ep.host,
       port: ep.port,
       minVersion: "TLSv1.3",
+      // AES-128-GCM (mandatory for every TLS 1.3 server): with AES-NI it costs both ends ~20% less
+      // CPU than AES-256-GCM, which a Node server prefers when offered.
+      ciphers: "TLS_AES_128_GCM_SHA256",
       // The certificate is pinned by fingerprint below, not checked against a CA.
       rejectUnauthorized: false,
       ...(ep.clientCertificate
