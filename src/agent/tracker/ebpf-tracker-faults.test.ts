@@ -110,3 +110,57 @@ test("a tracer that goes silent sets a gap", { skip }, async () => {
     await scratch.cleanup();
   }
 });
+
+test(
+  "a completion the tracer missed but whose issue it reported is re-read without a gap",
+  { skip },
+  async () => {
+    const scratch = await createScratch();
+    try {
+      // A stand-in that answers probes and, when told, prints one issue line (and never the completion).
+      const trigger = join(scratch.dir, "issue-line");
+      const fake = join(scratch.dir, "fake-bpftrace-issue");
+      await writeFile(
+        fake,
+        `#!/bin/sh
+echo "Attaching 4 probes..."
+echo ready
+end=$(( $(date +%s) + 60 ))
+said=""
+while [ "$(date +%s)" -lt "$end" ]; do
+  echo "probe 18446744073709551615 0 8"
+  if [ -z "$said" ] && [ -s ${JSON.stringify(trigger)} ]; then cat ${JSON.stringify(trigger)}; said=1; fi
+  sleep 0.01
+done
+`,
+      );
+      await chmod(fake, 0o755);
+      const { tracker, dev } = await started(scratch, fake);
+      await tracker.settle();
+      assert.equal(gapOf(tracker), undefined);
+      // The write's issue, 200 ms before now on the tracer's clock (CLOCK_MONOTONIC).
+      const issuedAt = process.hrtime.bigint() - 200_000_000n;
+      await sh("dd", [
+        "if=/dev/urandom",
+        `of=${dev}`,
+        "bs=4096",
+        "count=1",
+        "seek=300",
+        "oflag=direct",
+        "status=none",
+      ]);
+      await writeFile(trigger, `issue WS ${issuedAt} ${(300 * 4096) / 512} 8\n`);
+      await new Promise((r) => setTimeout(r, 300)); // the stand-in prints it within 10 ms
+      await tracker.settle();
+      assert.equal(gapOf(tracker), undefined, `no gap: ${JSON.stringify(gapOf(tracker))}`);
+      assert.ok(tracker.stats().lostEvents >= 1, "the missed completion is counted");
+      const extents = tracker.drain();
+      assert.ok(
+        extents.some((x) => x.offset <= 300 * 4096 && x.offset + x.length >= 301 * 4096),
+        `the written block is dirty: ${JSON.stringify(extents)}`,
+      );
+    } finally {
+      await scratch.cleanup();
+    }
+  },
+);
