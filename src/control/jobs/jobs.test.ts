@@ -275,7 +275,9 @@ test("a job interrupted by a restart is marked failed on the next start, not lef
     // Put back what a killed process would have left: the job STARTED, the server TESTING.
     const again = await createTestPlane({ dataDir: dir });
     await again.cp.store.sql.run(`UPDATE jobs SET doc = $1`, [stored[0]!.doc]);
-    await again.cp.store.sql.run(`UPDATE source_servers SET doc = $1`, [serverRow[0]!.doc]);
+    const left = JSON.parse(serverRow[0]!.doc) as Record<string, unknown>;
+    left.launchedInstance = { ec2InstanceID: "i-0123456789abcdef0", jobID: job.jobID, firstBoot: "WAITING" };
+    await again.cp.store.sql.run(`UPDATE source_servers SET doc = $1`, [JSON.stringify(left)]);
     await again.cp.store.sql.run(`DELETE FROM job_log_items WHERE job_id = $1 AND doc LIKE '%JOB_END%'`, [
       job.jobID,
     ]);
@@ -290,7 +292,9 @@ test("a job interrupted by a restart is marked failed on the next start, not lef
         .items as JobLog[];
       assert.match(items.at(-2)?.eventData?.rawError ?? "", /restarted/);
       assert.equal(items.at(-1)?.event, "JOB_END");
-      assert.equal((await server(restarted, id)).lifeCycle?.state, "READY_FOR_TEST");
+      const after2 = await server(restarted, id);
+      assert.equal(after2.lifeCycle?.state, "READY_FOR_TEST");
+      assert.equal(after2.launchedInstance?.firstBoot, "UNKNOWN");
     } finally {
       await restarted.close();
     }

@@ -235,6 +235,15 @@ export function createJobRunner(o: JobRunnerOptions): JobRunner {
     },
     async recover() {
       let n = 0;
+      // Nobody watches the console of an instance the previous process booted: its first boot stays unknown.
+      for (const r of await store.sourceServers.list()) {
+        if (r.launchedInstance?.firstBoot !== "WAITING") continue;
+        await updateServer(r.sourceServerID, (x) =>
+          x.launchedInstance?.firstBoot === "WAITING"
+            ? { ...x, launchedInstance: { ...x.launchedInstance, firstBoot: "UNKNOWN" } }
+            : x,
+        );
+      }
       for (const job of await store.jobs.list()) {
         if (job.status === "COMPLETED") continue;
         n++;
