@@ -93,7 +93,10 @@ class AppendFollower {
       if (!f) {
         const st = await stat(path).catch(() => undefined);
         if (!st?.isFile()) continue;
-        f = { fh: await open(path, "r"), pos: 0, tail: Buffer.alloc(0) };
+        // Temporary files come and go (written, then renamed into place).
+        const fh = await open(path, "r").catch(() => undefined);
+        if (!fh) continue;
+        f = { fh, pos: 0, tail: Buffer.alloc(0) };
         this.files.set(path, f);
       }
       for (;;) {
