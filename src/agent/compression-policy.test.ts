@@ -55,6 +55,18 @@ test("auto follows a change: the link gets faster mid-sync", () => {
   assert.ok(share(choices.slice(2 * third)) < 0.15);
 });
 
+test("when both choices move about the same (noisy, CPU-bound), auto mostly sends raw", () => {
+  const clock = { t: 0 };
+  const p = new CompressionPolicy({ mode: "auto", now: () => clock.t });
+  let x = 12345;
+  const noise = () => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return 0.8 + (0.4 * x) / 2 ** 31;
+  };
+  const choices = simulate(p, clock, () => 200 * MiB * noise(), 120_000);
+  assert.ok(share(choices.slice(choices.length / 4)) < 0.3, `compressed share ${share(choices)}`);
+});
+
 test("zstd and none are fixed choices", () => {
   const clock = { t: 0 };
   for (const [mode, want] of [

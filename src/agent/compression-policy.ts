@@ -21,6 +21,12 @@ export interface CompressionPolicyOptions {
   windowBytes?: number;
   /** Windows on the better choice between two probes of the other. @default 10 */
   exploitWindows?: number;
+  /**
+   * Compressing must move this many times the bytes per second of not
+   * compressing to be chosen: it also costs the replicator a decompression,
+   * and on a shared machine rates are noisy. @default 1.2
+   */
+  margin?: number;
   /** @default performance.now */
   now?: () => number;
 }
@@ -39,6 +45,7 @@ export class CompressionPolicy {
   private readonly windowMs: number;
   private readonly windowBytes: number;
   private readonly exploitWindows: number;
+  private readonly margin: number;
   private readonly now: () => number;
   private on = true;
   private windowStart: number;
@@ -58,6 +65,7 @@ export class CompressionPolicy {
     this.windowMs = o.windowMs ?? 1000;
     this.windowBytes = o.windowBytes ?? 8 * 1024 * 1024;
     this.exploitWindows = o.exploitWindows ?? 10;
+    this.margin = o.margin ?? 1.2;
     this.now = o.now ?? (() => performance.now());
     this.windowStart = this.now();
   }
@@ -98,7 +106,7 @@ export class CompressionPolicy {
       this.on = compressedRate === 0;
       return;
     }
-    const better = compressedRate >= rawRate;
+    const better = compressedRate >= rawRate * this.margin;
     if (this.probing || this.untilProbe <= 0) {
       if (!this.probing) {
         // Time to probe the other choice for one window.
