@@ -26,6 +26,12 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
     )
     .option("--listen <host:port>", "address to listen on", "0.0.0.0:1500")
     .option(
+      "--store <url>",
+      "keep staging volumes in s3://bucket/prefix (S3-compatible; credentials from the AWS environment) instead of the data dir",
+    )
+    .option("--s3-endpoint <url>", "S3-compatible endpoint for --store s3://…")
+    .option("--s3-path-style", "path-style S3 addressing (most S3-compatible servers)")
+    .option(
       "--pit-policy <file>",
       'point-in-time snapshot rules (JSON, DRS shape: [{"ruleID":1,"units":"MINUTE","interval":10,"retentionDuration":60,"enabled":true}]); default: 10 min kept 1 h, hourly kept 24 h, daily kept 7 days',
     )
@@ -71,8 +77,18 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
         ...(opts.token ? { token: String(opts.token) } : {}),
         ...(opts.cert ? { certFile: String(opts.cert), keyFile: String(opts.key) } : {}),
       });
+      let store;
+      if (opts.store) {
+        const { openStore } = await import("../replicator/store/index.ts");
+        store = openStore(String(opts.store), {
+          ...(opts.s3Endpoint ? { endpoint: String(opts.s3Endpoint) } : {}),
+          ...(opts.s3PathStyle ? { forcePathStyle: true } : {}),
+          region: String(opts.region),
+        });
+      }
       const rep = await startReplicator({
         dataDir,
+        ...(store ? { store } : {}),
         host: listen.host,
         port: listen.port,
         tls: id,
