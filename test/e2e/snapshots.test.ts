@@ -7,18 +7,20 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { ReplicatorEndpoint } from "../../src/agent/client.ts";
+import { replicateDisk } from "../../src/agent/sync.ts";
 import { openCatalog } from "../../src/replicator/snapshots.ts";
-import { exportHead } from "../../src/replicator/verify.ts";
+import { S3Store } from "../../src/replicator/store/s3-store.ts";
+import { exportHead, verifyVolume } from "../../src/replicator/verify.ts";
 import { BarrierFlags, Compression, HelloMode, PROTOCOL_VERSION, blockHashes } from "../../src/wire/index.ts";
 import { startTestReplicator, type TestReplicator } from "../support/data-plane.ts";
 import { createScratch, type Scratch } from "../support/loop.ts";
 import { rawConnect, type RawSession } from "../support/raw-client.ts";
-import { BLOCK, checkBlocks, makeBlock } from "../support/workload.ts";
-import { readFile } from "node:fs/promises";
+import { S3RVER_CREDENTIALS, startS3rver } from "../support/s3rver.ts";
+import { BLOCK, checkBlocks, makeBlock, writeWorkload } from "../support/workload.ts";
 
 const MiB = 1024 * 1024;
 const HBS = 65536;
@@ -304,5 +306,43 @@ describe("replicator kill -9 with snapshots (fault row 10)", { timeout: 180_000 
     src.s.conn.close();
     second.child.kill("SIGTERM");
     await new Promise((r) => second.child.once("exit", r));
+  });
+});
+
+describe("a replicator whose staging store is S3 (s3rver)", { timeout: 120_000 }, () => {
+  test("the agent's initial sync lands in S3; its snapshot and head read back identical from another client", async () => {
+    const scratch = await createScratch("ferry-snaps3-");
+    const s3 = await startS3rver("ferry-staging");
+    scratch.defer(() => s3.close());
+    try {
+      const s3Options = { endpoint: s3.endpoint, forcePathStyle: true, credentials: S3RVER_CREDENTIALS };
+      const store = new S3Store({ bucket: "ferry-staging", prefix: "replicator-a", ...s3Options });
+      const rep = await startTestReplicator(join(scratch.dir, "replicator"), { store });
+      scratch.defer(() => rep.replicator.close());
+      const disk = join(scratch.dir, "source.img");
+      await writeWorkload(disk, { diskId: "s3disk", size: SIZE });
+      await replicateDisk({
+        sourcePath: disk,
+        sourceServerId: SERVER,
+        diskId: "s3disk",
+        endpoint: rep.endpoint,
+        stateDir: join(scratch.dir, "agent"),
+      });
+      const source = await readFile(disk);
+      const catalog = openCatalog("s3://ferry-staging/replicator-a", s3Options);
+      const [info] = (await catalog.list(SERVER)).filter((i) => i.diskId === "s3disk");
+      assert.equal(info?.reason, "initial-sync");
+      const r = await catalog.open(SERVER, "s3disk", info!.snapshotId);
+      assert.ok((await r.read(0, SIZE)).equals(source), "the snapshot in S3 equals the source");
+      await r.close();
+      await catalog.close();
+      const report = await verifyVolume(store, SERVER, "s3disk");
+      assert.equal(report.ok, true);
+      const head = join(scratch.dir, "head.img");
+      await exportHead(store, SERVER, "s3disk", head);
+      assert.ok((await readFile(head)).equals(source), "the head in S3 equals the source");
+    } finally {
+      await scratch.cleanup();
+    }
   });
 });
