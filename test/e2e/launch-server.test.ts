@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { open, readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { main } from "../../src/cli/main.ts";
@@ -80,6 +80,16 @@ async function operatorKey(dataDir: string) {
   );
   assert.equal(code, 0);
   return JSON.parse(out.text()) as { accessKeyId: string; secretAccessKey: string };
+}
+
+async function walk(dir: string): Promise<{ path: string; size: number }[]> {
+  const out: { path: string; size: number }[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await walk(p)));
+    else if (e.isFile()) out.push({ path: p, size: (await stat(p)).size });
+  }
+  return out;
 }
 
 const sha = async (p: string) =>
@@ -159,9 +169,33 @@ test("ferry server --staging-store launches from a replicator's store; without i
     assert.ok(events.includes("USING_PREVIOUS_SNAPSHOT"), events.join());
     assert.ok(!events.includes("SNAPSHOT_START"), events.join());
     const image = join(serverDir, "launch", "instances", id);
-    const { readdir } = await import("node:fs/promises");
     const [instance] = await readdir(image);
     assert.equal(await sha(join(image, instance!, "sda.raw")), await sha(disk));
+
+    // Damaged staging data (fault row 13): the next launch fails loudly, and writes no image.
+    const volume = join(s.dir, "replicator", "volumes", id, "sda");
+    const files = await walk(volume);
+    const biggest = files.sort((a, b) => b.size - a.size)[0]!;
+    const fh = await open(biggest.path, "r+");
+    const junk = Buffer.alloc(4096, 0x5a);
+    await fh.write(junk, 0, junk.length, Math.floor(biggest.size / 2));
+    await fh.close();
+    const job2 = ((await cli.call("StartTest", { sourceServerIDs: [id] })).job as { jobID: string }).jobID;
+    let failed: Record<string, unknown> | undefined;
+    for (let i = 0; i < 120 && failed?.status !== "COMPLETED"; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      failed = (
+        (await cli.call("DescribeJobs", { filters: { jobIDs: [job2] } })).items as Record<string, unknown>[]
+      )[0];
+    }
+    assert.equal((failed!.participatingServers as { launchStatus: string }[])[0]!.launchStatus, "FAILED");
+    const items = (await cli.call("DescribeJobLogItems", { jobID: job2 })).items as {
+      event: string;
+      eventData?: { rawError?: string };
+    }[];
+    const lf = items.find((e) => e.event === "LAUNCH_FAILED");
+    assert.match(lf?.eventData?.rawError ?? "", /damaged/, JSON.stringify(items));
+    assert.deepEqual(await readdir(image), [], "no image was left behind");
     await server.stop();
 
     // The same control plane without a staging store: no launches, a clear refusal, no job.
