@@ -11,7 +11,7 @@ import type { JobLogEvent, LaunchConfiguration } from "./mgn-shapes.gen.ts";
 /**
  * Ferry's extension of MGN's launch configuration: member `ferry` of
  * UpdateLaunchConfiguration's body and of GetLaunchConfiguration's answer.
- * MGN clients ignore it; `ferry launch-configuration` and raw JSON set it.
+ * MGN clients ignore it; a signed raw JSON request sets it (see docs/launch.md).
  */
 export const FerryLaunchSettings = z.object({
   /** The launch target's name (`image`, `qemu`, or one a deployment adds). @default the launcher's default, `image` */
