@@ -47,6 +47,10 @@ const LAZY_NOUNS: Record<string, { description: string; load: () => Promise<Regi
     description: "plan and check the private-network setup of AWS MGN itself",
     load: async () => (await import("./aws.ts")).registerAws,
   },
+  launch: {
+    description: "launch settings of a source server (target, image format, …) and launch job logs",
+    load: async () => (await import("./launch.ts")).registerLaunch,
+  },
   snapshot: {
     description: "point-in-time snapshots of replicated disks: list, verify",
     load: async () => (await import("./snapshot.ts")).registerSnapshot,
