@@ -2,6 +2,7 @@
 import { z } from "zod";
 import * as S from "../../model/mgn-shapes.gen.ts";
 import * as L from "../../model/lifecycle.ts";
+import { conflict } from "../../model/api-errors.ts";
 import { sourceServerJsonParts, toSourceServer } from "../../model/source-server.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
 import type { OpContext, Operation } from "./context.ts";
@@ -56,6 +57,12 @@ const changeServerLifeCycleState = defineOperation(
   S.ChangeServerLifeCycleStateRequest,
   async (ctx, input) => {
     await requireInitialized(ctx);
+    if (ctx.jobs?.isBusy(input.sourceServerID))
+      throw conflict(
+        "SOURCE_SERVER",
+        input.sourceServerID,
+        `ChangeServerLifeCycleState refused: a launch job for source server ${input.sourceServerID} is still running; wait for it to end (DescribeJobs).`,
+      );
     const next = await updateServer(ctx, input.sourceServerID, (r) =>
       L.changeLifeCycleState(r, input.lifeCycle.state, ctx.now()),
     );
