@@ -267,6 +267,15 @@ test("a job interrupted by a restart is marked failed on the next start, not lef
     const id = await launchableServer(first, "machine-launch-3");
     const job = (await first.call("/StartTest", { sourceServerIDs: [id] })).body.job as Job;
     for (let i = 0; i < 100 && !launcher.launched.length; i++) await new Promise((r) => setTimeout(r, 10));
+    // While it runs, the lifecycle is the job's.
+    expectConflict(
+      await first.call("/ChangeServerLifeCycleState", {
+        sourceServerID: id,
+        lifeCycle: { state: "READY_FOR_TEST" },
+      }),
+      /still running/,
+    );
+    expectConflict(await first.call("/StartTest", { sourceServerIDs: [id] }), /still running/);
     // A crash: the job record stays as the process left it.
     await first.cp.store.jobs.update(job.jobID, (j) => ({ ...j, status: "STARTED" }));
     const stored = await first.cp.store.sql.query<{ doc: string }>(`SELECT doc FROM jobs`);

@@ -105,15 +105,22 @@ export function createJobRunner(o: JobRunnerOptions): JobRunner {
         log: (e) => log(jobID, id, e),
         signal: stop.signal,
       });
-      await updateServer(id, (r) => ({
-        ...r,
-        launchedInstance: {
-          ec2InstanceID: instanceId,
-          jobID,
-          firstBoot: outcome.firstBoot,
-          ferry: outcome.details,
-        },
-      }));
+      try {
+        const recorded = await store.sourceServers.update(id, (r) => ({
+          ...r,
+          launchedInstance: {
+            ec2InstanceID: instanceId,
+            jobID,
+            firstBoot: outcome.firstBoot,
+            ferry: outcome.details,
+          },
+        }));
+        if (!recorded) throw new Error(`source server ${id} was deleted during the launch`);
+      } catch (err) {
+        // An instance nobody can see or terminate through the API must not stay behind.
+        await launcher.terminate(id, outcome.details).catch(() => {});
+        throw err;
+      }
       await updateJob(jobID, (j) =>
         withServer(j, id, (p) => ({
           ...p,
