@@ -34,6 +34,12 @@ test("ferry demo --json: up, install, register, replicate to CONTINUOUS, identic
   assert.match(String(summary.sourceServerId), /^s-[0-9a-zA-Z]{17}$/);
   assert.equal(summary.dataReplicationState, "CONTINUOUS");
   assert.equal(summary.lifeCycleState, "READY_FOR_TEST");
+  // The demo ends with a test launch (the image equals the source), a cutover and finalize.
+  const launch = summary.launch as Record<string, unknown>;
+  assert.equal(launch.imageMatchesSource, true);
+  assert.equal(launch.lifeCycleState, "CUTOVER");
+  assert.match(String(launch.testInstanceId), /^i-[0-9a-f]{17}$/);
+  assert.notEqual(launch.cutoverInstanceId, launch.testInstanceId);
 });
 
 test("ferry demo --data-path --json replicates a real ext4 disk and reports it identical", async () => {
