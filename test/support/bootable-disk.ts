@@ -89,7 +89,12 @@ async function newcArchive(dir: string): Promise<Buffer> {
 }
 
 async function packageFor(meta: string): Promise<string> {
-  const { stdout } = await run("apt-cache", ["depends", meta]);
+  let { stdout } = await run("apt-cache", ["depends", meta]).catch(() => ({ stdout: "" }));
+  if (!stdout.includes("Depends:")) {
+    // A fresh machine may have no package lists yet.
+    await run("apt-get", ["update", "-qq"]);
+    ({ stdout } = await run("apt-cache", ["depends", meta]));
+  }
   const m = /Depends: (linux-image-[^\s]+)/.exec(stdout);
   if (!m) throw new Error(`apt-cache depends ${meta}: no linux-image dependency in:\n${stdout}`);
   return m[1]!;
