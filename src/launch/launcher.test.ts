@@ -313,3 +313,47 @@ test("post-launch actions run on a read-write mount of the launched copy, with o
     await s.cleanup();
   }
 });
+
+test("qemu target: STOPPED disposition boots nothing; a disk that never shows the marker is UNKNOWN, and terminate stops qemu", async (t) => {
+  if (
+    !(await run("qemu-system-x86_64", ["--version"]).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    t.skip("qemu-system-x86_64 not installed");
+    return;
+  }
+  const s = await createScratch("ferry-launch-");
+  try {
+    const catalog = createRawImageCatalog(join(s.dir, "store"));
+    await sourceImage(join(s.dir, "src.img"));
+    await catalog.addSnapshot("s-0123456789abcdef0", "vda", join(s.dir, "src.img"));
+    const launcher = createLauncher({ dataDir: join(s.dir, "launch"), catalog });
+    s.defer(() => launcher.close());
+    const stopped = await launcher.launch(
+      request({ launchConfiguration: { launchDisposition: "STOPPED", ferry: { target: "qemu" } } }),
+    );
+    assert.equal(stopped.firstBoot, "STOPPED");
+    assert.equal(stopped.details.pid, undefined);
+    assert.equal(existsSync(join(stopped.details.location, "console.log")), false);
+
+    const started = await launcher.launch(
+      request({
+        launchConfiguration: { ferry: { target: "qemu", bootTimeoutSeconds: 4, bootMarker: "never" } },
+      }),
+    );
+    assert.equal(started.firstBoot, "WAITING");
+    const pid = started.details.pid!;
+    assert.ok(existsSync(`/proc/${pid}`));
+    assert.equal(await started.firstBootResult, "UNKNOWN");
+    await launcher.terminate("s-0123456789abcdef0", started.details);
+    assert.equal(existsSync(started.details.location), false);
+    for (let i = 0; i < 50 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 100));
+    const alive =
+      existsSync(`/proc/${pid}`) && !(await readFile(`/proc/${pid}/stat`, "utf8")).includes(") Z ");
+    assert.equal(alive, false, "qemu still runs after terminate");
+  } finally {
+    await s.cleanup();
+  }
+});
