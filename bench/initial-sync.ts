@@ -135,6 +135,8 @@ interface FerryRun {
   wireBytes: number;
   zeroBytes: number;
   compressionRatio: number;
+  /** Where the agent's time went (ms), as it reports it. */
+  stalls: Record<string, number>;
 }
 
 async function directRead(source: string, direct: boolean): Promise<number> {
@@ -188,10 +190,12 @@ async function ferryRun(source: string, run: number, variant: Variant): Promise<
       zeroBytes: number;
       compressedRawBytes: number;
       compressedBytes: number;
+      stalls?: Record<string, number>;
     }[];
   };
   const d = done.disks[0]!;
   return {
+    stalls: d.stalls ?? {},
     rate: mbps(size, d.seconds),
     seconds: d.seconds,
     cpuSeconds: ferry.userSeconds + ferry.sysSeconds,
@@ -291,6 +295,7 @@ async function main(): Promise<void> {
       ferryWireBytes: last.wireBytes,
       ferryZeroBytes: last.zeroBytes,
       compressionRatio: Number(last.compressionRatio.toFixed(2)),
+      agentStallsMs: last.stalls,
       ferryVsDirect: Number(ratio(rate, directRate)),
       ferryVsRsync: Number(ratio(rate, rsyncRate)),
     };
