@@ -127,3 +127,38 @@ test(
     }
   },
 );
+
+test(
+  "shared buffers (for worker threads) are aligned for O_DIRECT and read the device",
+  { skip: haveRoot() ? false : "needs root for loop devices" },
+  async () => {
+    const scratch = await createScratch();
+    try {
+      const image = await createImage(scratch, "shared.img", 8 * MiB);
+      const data = pattern("SHARED", 8 * MiB);
+      await writeFile(image, data);
+      const dev = await attachLoop(scratch, image);
+      const src = await openBlockSource(dev);
+      try {
+        assert.equal(src.direct, true);
+        const bufs = src.allocBuffers(3, MiB, { shared: true });
+        assert.ok(bufs.every((b) => b.buffer instanceof SharedArrayBuffer));
+        for (let off = 0; off < 8 * MiB; off += 3 * MiB) {
+          const n = await Promise.all(
+            bufs.map((b, i) =>
+              off + i * MiB < 8 * MiB ? src.read(b, off + i * MiB, MiB) : Promise.resolve(0),
+            ),
+          );
+          n.forEach((got, i) => {
+            if (got)
+              assert.deepEqual(bufs[i]!.subarray(0, got), data.subarray(off + i * MiB, off + i * MiB + got));
+          });
+        }
+      } finally {
+        await src.close();
+      }
+    } finally {
+      await scratch.cleanup();
+    }
+  },
+);
