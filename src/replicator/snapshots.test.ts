@@ -198,6 +198,94 @@ describe("damage and crashes (local store)", () => {
   });
 });
 
+describe("recovery from a crash inside a seal or a merge (local store)", () => {
+  test("sealed and renamed but the head record not updated: the segment is accepted as sealed", async () => {
+    const { store, dir } = await tempStore();
+    try {
+      const vol = await newVolume(store, "d", 8);
+      await put(vol, 0, block(1));
+      await vol.flush({ durableSeq: 1 });
+      const headBefore = await store.getMeta(`${vol.prefix}meta.json`);
+      await vol.snapshot({ barrierId: 1, reason: "policy" });
+      await vol.close();
+      await store.putMeta(`${vol.prefix}meta.json`, headBefore!); // the crash: the last head write never happened
+      const again = await StagingVolume.open(store, SERVER, "d");
+      assert.deepEqual(await again.readRange(0, BS), block(1));
+      await put(again, 1, block(2));
+      await again.flush({ durableSeq: 2 });
+      await again.close();
+      const third = await StagingVolume.open(store, SERVER, "d");
+      assert.deepEqual(await third.readRange(0, 2 * BS), Buffer.concat([block(1), block(2)]));
+      await third.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a trailer appended but not renamed: the open segment is cut back to its committed length", async () => {
+    const { store, dir } = await tempStore();
+    try {
+      const vol = await newVolume(store, "d", 8);
+      await put(vol, 0, block(1));
+      await vol.flush({ durableSeq: 1 });
+      const at = vol.locateBlock(0)!;
+      await vol.close();
+      const fh = await open(join(dir, `${at.key}.open`), "a");
+      await fh.write(Buffer.alloc(300, 0xab)); // half a trailer
+      await fh.close();
+      const again = await StagingVolume.open(store, SERVER, "d");
+      await put(again, 2, block(3));
+      await again.flush({ durableSeq: 2 });
+      const s = await again.snapshot({ barrierId: 1, reason: "policy" });
+      await again.close();
+      const r = await new StoreCatalog(store).open(SERVER, "d", s.snapshotId);
+      assert.deepEqual(await r.read(0, 3 * BS), Buffer.concat([block(1), Buffer.alloc(BS), block(3)]));
+      await r.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a merged segment written but its sources not deleted: the merged one supersedes them", async () => {
+    const { store, dir } = await tempStore();
+    try {
+      const vol = await newVolume(store, "d", 8);
+      const snaps: SnapshotManifest[] = [];
+      for (let i = 0; i < 3; i++) {
+        await put(vol, 0, block(10 + i));
+        await put(vol, 1 + i, block(20 + i));
+        await vol.flush();
+        snaps.push(await vol.snapshot({ barrierId: i + 1, reason: "policy" }));
+      }
+      const before = await store.list(`${vol.prefix}seg/`);
+      const saved = await Promise.all(
+        before.map(async (o) => ({ key: o.key, body: await store.get(o.key) })),
+      );
+      const report = await collectGarbage(vol, [snaps[2]!], snaps.slice(0, 2), {
+        smallSegmentBytes: 1 << 30,
+      });
+      assert.equal(report.mergedSegments.length, 1, JSON.stringify(report));
+      await vol.close();
+      for (const o of saved)
+        if (report.mergedSegments[0]!.from.includes(o.key)) await store.put(o.key, o.body);
+      const again = await StagingVolume.open(store, SERVER, "d");
+      assert.deepEqual(
+        (await store.list(`${vol.prefix}seg/`)).map((o) => o.key),
+        [report.mergedSegments[0]!.key],
+        "the sources were deleted at open",
+      );
+      const want = Buffer.concat([block(12), block(20), block(21), block(22)]);
+      assert.deepEqual(await again.readRange(0, 4 * BS), want);
+      await again.close();
+      const r = await new StoreCatalog(store).open(SERVER, "d", snaps[2]!.snapshotId);
+      assert.deepEqual(await r.read(0, 4 * BS), want);
+      await r.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 /** One step of the property test. */
 type Op =
   | { op: "write"; block: number; seed: number }
