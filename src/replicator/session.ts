@@ -208,8 +208,9 @@ export class Session {
           const update: Record<string, unknown> = { lastBarrierId: barrierId };
           if (flags & BarrierFlags.INITIAL_SYNC_COMPLETE) update.initialSyncComplete = true;
           if (flags & BarrierFlags.CONSISTENT) update.lastConsistentAt = new Date().toISOString();
-          await this.flushNow(update);
-          if (this.state !== "streaming") return; // the flush failed: no snapshot of undurable writes
+          // Not after a failed flush (no snapshot of undurable writes). The agent may close the
+          // connection as soon as it has the barrier's ACK: the point is durable, so take it anyway.
+          if (!(await this.flushNow(update))) return;
           if (flags & BarrierFlags.CONSISTENT && this.host.snapshots) {
             await this.host.snapshots.atConsistencyPoint(this.volume!, {
               barrierId,
@@ -416,34 +417,38 @@ export class Session {
     const seq = this.lastWrittenSeq;
     const cursor = this.cursor;
     this.bytesSinceFlush = 0;
-    this.flushing = this.doFlush(seq, cursor, {}).finally(() => {
-      this.flushing = undefined;
-      if (this.flushWanted && this.state === "streaming") {
-        this.flushWanted = false;
-        if (this.lastWrittenSeq > this.volume!.meta.durableSeq) this.requestFlush();
-      }
-    });
+    this.flushing = this.doFlush(seq, cursor, {})
+      .then(() => {})
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.flushWanted && this.state === "streaming") {
+          this.flushWanted = false;
+          if (this.lastWrittenSeq > this.volume!.meta.durableSeq) this.requestFlush();
+        }
+      });
   }
 
-  /** A flush that must finish before the next frame is applied (barriers). */
-  private async flushNow(update: Record<string, unknown>): Promise<void> {
+  /** A flush that must finish before the next frame is applied (barriers); true when it made everything durable. */
+  private async flushNow(update: Record<string, unknown>): Promise<boolean> {
     while (this.flushing) await this.flushing;
     this.bytesSinceFlush = 0;
-    await this.doFlush(this.lastWrittenSeq, this.cursor, update);
+    return this.doFlush(this.lastWrittenSeq, this.cursor, update);
   }
 
-  private async doFlush(seq: number, cursor: number, update: Record<string, unknown>): Promise<void> {
+  /** True when the writes up to `seq` are durable and recorded (false: the session ended or the flush failed). */
+  private async doFlush(seq: number, cursor: number, update: Record<string, unknown>): Promise<boolean> {
     const vol = this.volume;
-    if (!vol || this.state !== "streaming") return;
-    if (seq <= vol.meta.durableSeq && Object.keys(update).length === 0) return;
+    if (!vol || this.state !== "streaming") return false;
+    if (seq <= vol.meta.durableSeq && Object.keys(update).length === 0) return true;
     try {
       await vol.flush({ ...update, durableSeq: seq, resumeOffset: cursor });
     } catch (err) {
       this.abort(err);
-      return;
+      return false;
     }
     this.conn.send({ type: "ACK", seq: BigInt(seq) });
     this.host.onEvent?.({ type: "durable", ...this.ids, seq, resumeOffset: cursor });
+    return true;
   }
 
   private refuse(code: string, message: string): void {
