@@ -67,9 +67,11 @@ class Source {
   initialSync(): void {
     for (let g = 0; g < SIZE / HBS; g++) {
       if (g % 4 === 1) {
+        const seq = ++this.seq;
+        this.versions.set(g, [[seq, Buffer.alloc(HBS)]]); // zeros are a version too
         this.s.conn.send({
           type: "ZERO",
-          seq: BigInt(++this.seq),
+          seq: BigInt(seq),
           offset: BigInt(g * HBS),
           length: BigInt(HBS),
         });
@@ -330,7 +332,12 @@ describe("a replicator whose staging store is S3 (s3rver)", { timeout: 120_000 }
       });
       const source = await readFile(disk);
       const catalog = openCatalog("s3://ferry-staging/replicator-a", s3Options);
-      const [info] = (await catalog.list(SERVER)).filter((i) => i.diskId === "s3disk");
+      // The barrier's ACK means durable; the snapshot is written right after it (a PUT to S3): wait for it.
+      let info;
+      for (let i = 0; i < 100 && !info; i++) {
+        [info] = (await catalog.list(SERVER)).filter((x) => x.diskId === "s3disk");
+        if (!info) await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal(info?.reason, "initial-sync");
       const r = await catalog.open(SERVER, "s3disk", info!.snapshotId);
       assert.ok((await r.read(0, SIZE)).equals(source), "the snapshot in S3 equals the source");
