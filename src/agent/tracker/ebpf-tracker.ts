@@ -328,16 +328,8 @@ export class EbpfTracker implements ChangeTracker {
    * no gap; otherwise the caller reports one.
    */
   private placeMissed(missed: { writeSectors: number; discardSectors: number }, tANs: bigint): boolean {
-    const before = tANs - 100_000_000n;
-    const found = this.outstanding.match(missed, before);
-    if (!found) {
-      this.opts.logger?.warn("missed completions could not be placed by their issue", {
-        device: this.opts.devicePath,
-        ...missed,
-        open: this.outstanding.suspects(before),
-      });
-      return false;
-    }
+    const found = this.outstanding.match(missed, tANs - 100_000_000n);
+    if (!found) return false;
     const start = this.device!.startSector;
     for (const r of found) this.dirty.bitmap!.markRange((r.sector - start) * SECTOR, r.sectors * SECTOR);
     this.dirty.counts.lostEvents += found.length;

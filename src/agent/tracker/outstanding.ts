@@ -76,23 +76,6 @@ export class OutstandingRequests {
     return out;
   }
 
-  /** What is open and was issued before `beforeNs` (diagnostics when a miss could not be placed). */
-  suspects(beforeNs: bigint): {
-    requests: number;
-    writeSectors: number;
-    discardSectors: number;
-    incomplete: boolean;
-  } {
-    const r = { requests: 0, writeSectors: 0, discardSectors: 0, incomplete: this.incomplete };
-    for (const o of this.open.values()) {
-      if (o.timeNs >= beforeNs) continue;
-      r.requests++;
-      if (o.discard) r.discardSectors += o.sectors;
-      else r.writeSectors += o.sectors;
-    }
-    return r;
-  }
-
   /** Forget everything (a new tracer, or a gap whose rescan covers it all). */
   clear(): void {
     this.open.clear();
