@@ -54,14 +54,6 @@ export function buildScript(t: TraceTarget): string {
     '    printf("%s %llu %llu %u\\n", args->rwbs, nsecs, args->sector, args->nr_sector);',
     "  }",
     "}",
-    // Issues of writes, so a completion the kernel never delivers can be matched (counter-check.ts).
-    "tracepoint:block:block_rq_issue",
-    `/${filters.join(" && ")}/`,
-    "{",
-    '  if (strncmp(args->rwbs, "R", 1) != 0) {',
-    '    printf("issue %s %llu %llu %u\\n", args->rwbs, nsecs, args->sector, args->nr_sector);',
-    "  }",
-    "}",
     "",
   ].join("\n");
 }

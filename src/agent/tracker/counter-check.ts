@@ -6,7 +6,7 @@
  */
 import { type IoCounters, type TrackedDevice, readIoCounters, readSectorCountersSync } from "./device.ts";
 import { sleep } from "./ebpf-options.ts";
-import { CounterReconciler, type Missed } from "./reconcile.ts";
+import { CounterReconciler } from "./reconcile.ts";
 import type { TrackerGapCode } from "./types.ts";
 
 /** Slack around a counter read inside which a completion may or may not have been counted yet. */
@@ -103,13 +103,8 @@ export class RunningCounterCheck {
     /** A verified tracer is watching now (else there is nothing to check). */
     watching: () => boolean;
     onGap: (code: TrackerGapCode, reason: string) => void;
-    /** The kernel completed sectors the tracer did not report (and `resolve` could not place them). */
+    /** The kernel completed sectors the tracer did not report. */
     onMissed: () => void;
-    /**
-     * Tries to place missed sectors without a rescan (outstanding.ts); true when
-     * it did (their blocks are dirty again). `tA` is when the counters were read.
-     */
-    resolve?: (missed: Missed, tANs: bigint) => boolean;
   };
 
   constructor(o: RunningCounterCheck["o"]) {
@@ -166,12 +161,7 @@ export class RunningCounterCheck {
       }
       if (!this.o.watching()) return;
       const missed = this.reconciler.check({ tA, tB, ...counters });
-      if (missed && this.o.resolve?.(missed, BigInt(tA))) {
-        // Placed: from now on count them as reported (a completion before this read).
-        const at = tA - RECONCILE_MARGIN_NS - 1;
-        if (missed.writeSectors) this.reconciler.record(at, missed.writeSectors, false);
-        if (missed.discardSectors) this.reconciler.record(at, missed.discardSectors, true);
-      } else if (missed) {
+      if (missed) {
         this.o.onMissed();
         this.o.onGap(
           "lost-events",

@@ -22,7 +22,6 @@ import {
   resolveEbpfOptions,
   sleep,
 } from "./ebpf-options.ts";
-import { OutstandingRequests } from "./outstanding.ts";
 import { ProbeReader } from "./probe.ts";
 import { RateMeter } from "./rate.ts";
 import { type TrackedIdentity, TrackerStateStore, checkPreviousRun } from "./state.ts";
@@ -41,7 +40,6 @@ export class EbpfTracker implements ChangeTracker {
   private readonly store: TrackerStateStore;
   private readonly dirty: DirtyState;
   private readonly probes: ProbeReader;
-  private readonly outstanding = new OutstandingRequests();
   private device: TrackedDevice | undefined;
   private counterCheck: RunningCounterCheck | undefined;
   private tracer: Tracer | undefined;
@@ -113,7 +111,6 @@ export class EbpfTracker implements ChangeTracker {
       watching: () => this.watching(),
       onGap: (code, reason) => this.dirty.setGap(code, reason),
       onMissed: () => this.dirty.counts.lostEvents++,
-      resolve: (missed, tANs) => this.placeMissed(missed, tANs),
     });
     const identity = this.identity(device);
     await this.store.ensureDir();
@@ -219,7 +216,6 @@ export class EbpfTracker implements ChangeTracker {
     }
     this.verified = tracer;
     this.counterCheck!.reset();
-    this.outstanding.clear();
   }
 
   async settle(): Promise<void> {
@@ -251,13 +247,9 @@ export class EbpfTracker implements ChangeTracker {
         const deliveryMs = Number(process.hrtime.bigint() - e.timeNs) / 1e6;
         if (deliveryMs > this.maxDeliveryMs) this.maxDeliveryMs = deliveryMs;
         this.counterCheck!.record(Number(e.timeNs), e.sectors, discard);
-        this.outstanding.completed(e.sector, e.sectors);
         this.recording?.push({ timeNs: e.timeNs, sectors: e.sectors, discard });
         return;
       }
-      case "issue":
-        this.outstanding.issued(e.sector, e.sectors, e.timeNs, e.op === "discard");
-        return;
       case "probe":
         this.probes.seen(e.timeNs);
         return;
@@ -321,30 +313,6 @@ export class EbpfTracker implements ChangeTracker {
     this.restartTimer.unref();
   }
 
-  /**
-   * Completions the kernel counted but the tracer never reported: when open
-   * requests issued at least 100 ms before the counter read account for them
-   * exactly, those ranges are dirty again (they have completed) and there is
-   * no gap; otherwise the caller reports one.
-   */
-  private placeMissed(missed: { writeSectors: number; discardSectors: number }, tANs: bigint): boolean {
-    const found = this.outstanding.match(missed, tANs - 100_000_000n);
-    if (!found) return false;
-    const start = this.device!.startSector;
-    for (const r of found) this.dirty.bitmap!.markRange((r.sector - start) * SECTOR, r.sectors * SECTOR);
-    this.dirty.counts.lostEvents += found.length;
-    this.opts.logger?.warn(
-      "the tracer missed completions; their requests were found by their issue and are re-read",
-      {
-        device: this.opts.devicePath,
-        requests: found.length,
-        writeSectors: missed.writeSectors,
-        discardSectors: missed.discardSectors,
-      },
-    );
-    return true;
-  }
-
   drain(): DirtyExtent[] {
     return this.dirty.drain();
   }
@@ -355,8 +323,6 @@ export class EbpfTracker implements ChangeTracker {
 
   acknowledgeGap(): void {
     this.dirty.clearGap();
-    // The rescan that follows covers whatever was open.
-    this.outstanding.clear();
     // A gap is only over while a tracer is watching: otherwise it starts again now.
     if (this.state === "running" && !this.watching())
       this.dirty.setGap("tracer-exited", "the tracer is not running");

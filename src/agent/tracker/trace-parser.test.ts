@@ -18,9 +18,6 @@ const sectors = fc.integer({ min: 1, max: 0xffffffff });
 const event: fc.Arbitrary<TraceEvent> = fc.oneof(
   fc.record({ rwbs, timeNs, sector, sectors }).map((r) => ({ kind: "io" as const, op: opOf(r.rwbs), ...r })),
   fc.record({ timeNs, sector, sectors }).map((r) => ({ kind: "probe" as const, ...r })),
-  fc
-    .record({ rwbs, timeNs, sector, sectors })
-    .map((r) => ({ kind: "issue" as const, op: opOf(r.rwbs), ...r })),
   fc.constant({ kind: "ready" as const }),
   timeNs.map((t) => ({ kind: "tick" as const, timeNs: t })),
   fc.integer({ min: 1, max: 999 }).map((probes) => ({ kind: "attached" as const, probes })),
@@ -125,7 +122,7 @@ test("property: damaged output gives typed events only, never a throw, and every
       const bytes = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
       const at = cuts.map((c) => (bytes.length ? c % bytes.length : 0));
       const out = feedAll(new TraceParser(), bytes, at);
-      const kinds = new Set(["io", "issue", "probe", "ready", "tick", "attached", "lost", "unknown"]);
+      const kinds = new Set(["io", "probe", "ready", "tick", "attached", "lost", "unknown"]);
       for (const e of out) assert.ok(kinds.has(e.kind));
       // Lines are only split by "\n": one event per non-empty line.
       const expected = bytes

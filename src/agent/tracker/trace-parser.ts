@@ -3,9 +3,6 @@
  * stream is cut into lines anywhere; each complete line becomes one event:
  *
  *   WS 123456789 2048 128      rwbs, ktime ns, first sector, sectors  (write, discard, write-zeroes)
- *   issue W 123456789 2048 8   a write, discard or write-zeroes was issued to the device
- *                              (matched with its completion: a completion that never
- *                              arrives can be found by its issue, see counter-check.ts)
  *   probe 123456789 2048 8     a read covering the self-test sector was seen
  *   ready                      the script's BEGIN ran: every probe is attached
  *   tick 123456789             once a second on every CPU (a heartbeat; it also makes the
@@ -21,7 +18,6 @@ export type TraceOp = "write" | "discard" | "other";
 
 export type TraceEvent =
   | { kind: "io"; op: TraceOp; rwbs: string; timeNs: bigint; sector: number; sectors: number }
-  | { kind: "issue"; op: TraceOp; rwbs: string; timeNs: bigint; sector: number; sectors: number }
   | { kind: "probe"; timeNs: bigint; sector: number; sectors: number }
   | { kind: "ready" }
   | { kind: "tick"; timeNs: bigint }
@@ -33,7 +29,6 @@ export type TraceEvent =
 export const MAX_LINE = 256;
 
 const IO = /^([A-Z]{1,9}) (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
-const ISSUE = /^issue ([A-Z]{1,9}) (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
 const PROBE = /^probe (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
 const TICK = /^tick (\d{1,20})$/;
 const LOST = /^Lost (\d{1,20}) events$/;
@@ -58,15 +53,6 @@ export function parseTraceLine(line: string): TraceEvent {
     return { kind: "unknown", line };
   }
   if (line === "ready") return { kind: "ready" };
-  m = ISSUE.exec(line);
-  if (m) {
-    const sector = Number(m[3]);
-    const sectors = Number(m[4]);
-    if (Number.isSafeInteger(sector) && sectors <= 0xffffffff) {
-      return { kind: "issue", op: opOf(m[1]!), rwbs: m[1]!, timeNs: BigInt(m[2]!), sector, sectors };
-    }
-    return { kind: "unknown", line };
-  }
   m = PROBE.exec(line);
   if (m) {
     const sector = Number(m[2]);
@@ -132,8 +118,6 @@ export function formatTraceEvent(e: TraceEvent): string {
   switch (e.kind) {
     case "io":
       return `${e.rwbs} ${e.timeNs} ${e.sector} ${e.sectors}`;
-    case "issue":
-      return `issue ${e.rwbs} ${e.timeNs} ${e.sector} ${e.sectors}`;
     case "probe":
       return `probe ${e.timeNs} ${e.sector} ${e.sectors}`;
     case "ready":
