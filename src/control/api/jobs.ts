@@ -25,9 +25,14 @@ const describeJobs = defineOperation(S.DescribeJobsRequest, async (ctx, input) =
     return (!ids || ids.has(j.jobID)) && t >= from && t <= to;
   });
   const page = paginate(jobs, input.maxResults, input.nextToken);
+  // The runner's bookkeeping stays inside.
+  const items = page.items.map((j) => {
+    const { ferryRunner: _r, ...job } = j as typeof j & { ferryRunner?: string };
+    return job;
+  });
   return {
     status: 200,
-    body: { items: page.items, ...(page.nextToken ? { nextToken: page.nextToken } : {}) },
+    body: { items, ...(page.nextToken ? { nextToken: page.nextToken } : {}) },
   };
 });
 
@@ -79,7 +84,8 @@ function launchOperation(kind: LaunchKind, operation: string): Operation {
       for (const id of ids)
         await updateServer(ctx, id, (r) => L.startLaunch(r, kind, jobID, ctx.now(), false));
     });
-    return { status: 202, body: { job } };
+    const { ferryRunner: _r, ...shown } = job as typeof job & { ferryRunner?: string };
+    return { status: 202, body: { job: shown } };
   });
 }
 
@@ -98,7 +104,8 @@ const terminateTargetInstances = defineOperation(S.TerminateTargetInstancesReque
       );
   }
   const job = await jobs.submitWith("TERMINATE", ids, input.tags);
-  return { status: 202, body: { job } };
+  const { ferryRunner: _r, ...shown } = job as typeof job & { ferryRunner?: string };
+  return { status: 202, body: { job: shown } };
 });
 
 const finalizeCutover = defineOperation(S.FinalizeCutoverRequest, async (ctx, input) => {

@@ -290,11 +290,24 @@ test("a job interrupted by a restart is marked failed on the next start, not lef
     await again.cp.store.sql.run(`DELETE FROM job_log_items WHERE job_id = $1 AND doc LIKE '%JOB_END%'`, [
       job.jobID,
     ]);
+    // A job another control plane on the same database runs: not this one's to fail.
+    const theirs = {
+      ...JSON.parse(stored[0]!.doc),
+      jobID: "mgnjob-000000000000other",
+      ferryRunner: "f".repeat(32),
+    };
+    await again.cp.store.jobs.insert(theirs.jobID, theirs, Date.now() + 1000);
     await again.close();
 
     const restarted = await createTestPlane({ launcher: fakeLauncher(), dataDir: dir });
     try {
-      const after = ((await restarted.call("/DescribeJobs", {})).body.items as Job[])[0]!;
+      const listed = (await restarted.call("/DescribeJobs", {})).body.items as Job[];
+      const after = listed.find((j) => j.jobID === job.jobID)!;
+      assert.equal(listed.find((j) => j.jobID === theirs.jobID)?.status, "STARTED");
+      assert.ok(
+        listed.every((j) => !("ferryRunner" in j)),
+        "runner bookkeeping leaked into DescribeJobs",
+      );
       assert.equal(after.status, "COMPLETED");
       assert.equal(after.participatingServers![0]!.launchStatus, "FAILED");
       const items = (await restarted.call("/DescribeJobLogItems", { jobID: job.jobID })).body

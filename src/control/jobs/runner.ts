@@ -6,6 +6,8 @@
  * never left STARTED.
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Store } from "../store/store.ts";
 import type { Job } from "../../model/mgn-shapes.gen.ts";
 import type { Launcher, LaunchLogEntry } from "../../model/launch.ts";
@@ -19,6 +21,11 @@ import { appendJobLog, withServer } from "./job-log.ts";
 export type LaunchKind = "START_TEST" | "START_CUTOVER";
 
 export interface JobRunnerOptions {
+  /**
+   * Names this control plane's runner (stable across restarts, one per data
+   * directory): on a shared database, a restart recovers only its own jobs.
+   */
+  runnerId: string;
   store: Store;
   launcher: Launcher;
   now(): number;
@@ -47,6 +54,20 @@ export interface JobRunner {
   recover(): Promise<number>;
   /** Cancels running jobs and waits for them (the host closes the launcher). */
   close(): Promise<void>;
+}
+
+/** The runner id kept in `<dataDir>/job-runner-id` (created on first use). */
+export function loadRunnerId(dataDir: string): string {
+  const file = join(dataDir, "job-runner-id");
+  try {
+    const id = readFileSync(file, "utf8").trim();
+    if (/^[0-9a-f]{32}$/.test(id)) return id;
+  } catch {
+    // first start: made below
+  }
+  const id = randomBytes(16).toString("hex");
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
 }
 
 export function newInstanceId(): string {
@@ -225,7 +246,8 @@ export function createJobRunner(o: JobRunnerOptions): JobRunner {
         participatingServers: ids.map((sourceServerID) => ({ sourceServerID, launchStatus: "PENDING" })),
         tags: tags ?? {},
       };
-      await store.jobs.insert(jobID, job, o.now());
+      const stored: Job & { ferryRunner: string } = { ...job, ferryRunner: o.runnerId };
+      await store.jobs.insert(jobID, stored, o.now());
       const p = run(job, ids);
       running.add(p);
       void p.finally(() => running.delete(p));
@@ -253,6 +275,9 @@ export function createJobRunner(o: JobRunnerOptions): JobRunner {
       }
       for (const job of await store.jobs.list()) {
         if (job.status === "COMPLETED") continue;
+        // Another control plane on the same database runs it: not ours to fail.
+        const owner = (job as Job & { ferryRunner?: string }).ferryRunner;
+        if (owner !== undefined && owner !== o.runnerId) continue;
         n++;
         const unfinished = (job.participatingServers ?? []).filter(
           (p) => p.launchStatus === "PENDING" || p.launchStatus === "IN_PROGRESS",
