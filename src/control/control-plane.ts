@@ -18,7 +18,7 @@ import { loadOrCreateDataPlaneCa } from "./auth/data-plane-ca.ts";
 import { createMetrics } from "./metrics.ts";
 import { resolveAgentPackageDir } from "./agent-package.ts";
 import { computeDataReplicationInfo } from "../model/source-server.ts";
-import { createJobRunner } from "./jobs/runner.ts";
+import { createJobRunner, loadRunnerId } from "./jobs/runner.ts";
 
 export interface ControlPlane {
   app: Hono<never>;
@@ -48,6 +48,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const dataPlaneCa = await loadOrCreateDataPlaneCa(o.dataDir);
   const jobs = o.launcher
     ? createJobRunner({
+        runnerId: loadRunnerId(o.dataDir),
         store,
         launcher: o.launcher,
         now: o.now,
