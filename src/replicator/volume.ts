@@ -120,6 +120,8 @@ interface OpenSegment {
 }
 
 const MiB = 1024 * 1024;
+/** Read-only opens retried when a live writer sealed the open segment under them. */
+const READ_ONLY_OPEN_ATTEMPTS = 5;
 
 export class StagingVolume {
   readonly store: ObjectStore;
@@ -168,11 +170,22 @@ export class StagingVolume {
     o: VolumeOptions = {},
   ): Promise<StagingVolume> {
     const prefix = volumePrefix(sourceServerId, diskId);
-    const raw = await store.getMeta(`${prefix}meta.json`);
-    const head: HeadRecord = raw ? parseHead(raw, prefix) : emptyHead(sourceServerId, diskId);
-    const vol = new StagingVolume(store, prefix, head, o);
-    await vol.recover();
-    return vol;
+    for (let attempt = 1; ; attempt++) {
+      const raw = await store.getMeta(`${prefix}meta.json`);
+      const head: HeadRecord = raw ? parseHead(raw, prefix) : emptyHead(sourceServerId, diskId);
+      const vol = new StagingVolume(store, prefix, head, o);
+      try {
+        await vol.recover();
+        return vol;
+      } catch (err) {
+        // A reader beside a live replicator can see the open segment sealed (renamed)
+        // between reading the head and reading the segment: read the head again.
+        const code = err instanceof FerryError ? err.code : undefined;
+        const raced = code === "OBJECT_NOT_FOUND" || code === "STAGING_DAMAGED";
+        if (!vol.readOnly || !raced || attempt >= READ_ONLY_OPEN_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, 20 * attempt));
+      }
+    }
   }
 
   private async recover(): Promise<void> {
