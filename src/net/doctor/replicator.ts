@@ -12,10 +12,10 @@ import { promisify } from "node:util";
 import type { SignedClientCredentials } from "../../lib/signed-client.ts";
 import type { StaticHosts } from "../../lib/static-resolve.ts";
 import { type DoctorFinding, type FlowRun, failed, newRun, passed, summarize } from "./checks.ts";
-import { checkClock, checkPackage, checkSignedCall, checkTcpTls } from "./endpoint.ts";
+import { checkClock, checkSignedCall, checkTcpTls } from "./endpoint.ts";
 import { checkNames } from "./names.ts";
 import { tcpConnect } from "./probes.ts";
-import { AGENT_PACKAGE_FILE } from "./source.ts";
+import { type ObjectStoreTarget, checkObjectStore, hostPort, objectStoreName } from "./object-store.ts";
 
 const run = promisify(execFile);
 
@@ -27,7 +27,7 @@ export interface ReplicatorDoctorOptions {
   caPem?: string;
   caFingerprint?: string;
   hosts?: StaticHosts;
-  s3?: { endpoint: string; bucket: string; pathStyle: boolean; caPem?: string };
+  s3?: ObjectStoreTarget;
   /** Where the replicator listens for agents (host:port). @default 127.0.0.1:1500 */
   listen?: { host: string; port: number };
   /** Source addresses whose return route to check (a route lookup, no packet sent). */
@@ -50,11 +50,6 @@ export function routeTo(address: string): Promise<string | undefined> {
       resolve(err ? (err.code ?? err.message) : undefined);
     }) as () => void);
   });
-}
-
-function hostPort(spec: string, defaultPort: number): { host: string; port: number } {
-  const u = new URL(spec.includes("://") ? spec : `https://${spec}`);
-  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : defaultPort };
 }
 
 /** Peers whose connections to `port` are half-open here (SYN received, handshake not completed). */
@@ -82,8 +77,7 @@ export async function halfOpenPeers(port: number): Promise<string[] | undefined>
 export async function runReplicatorDoctor(o: ReplicatorDoctorOptions): Promise<DoctorFinding[]> {
   const timeoutMs = o.timeoutMs ?? 5000;
   const service = hostPort(o.endpoint, 443);
-  const s3 = o.s3 ? hostPort(o.s3.endpoint.replace(/^\*\./, ""), 443) : undefined;
-  const s3Name = s3 && o.s3 ? (o.s3.pathStyle ? s3.host : `${o.s3.bucket}.${s3.host}`) : undefined;
+  const s3Name = o.s3 ? objectStoreName(o.s3).name : undefined;
   const names = newRun("F3", "service");
   const resolved = await checkNames(names, [service.host, ...(s3Name ? [s3Name] : [])], o.hosts);
   const runs: FlowRun[] = [names];
@@ -111,26 +105,7 @@ export async function runReplicatorDoctor(o: ReplicatorDoctorOptions): Promise<D
     }
   }
 
-  if (s3 && s3Name && o.s3) {
-    const f6 = newRun("F6", "object-store");
-    runs.push(f6);
-    const address = resolved.get(s3Name);
-    if (!address) Object.assign(f6, { skipped: `${s3Name} does not resolve`, blockedBy: "F3" });
-    else {
-      const t = {
-        name: s3Name,
-        port: s3.port,
-        address,
-        timeoutMs,
-        ...(o.s3.caPem ? { caPem: o.s3.caPem } : {}),
-      };
-      const ok = await checkTcpTls(f6, t);
-      if (ok) {
-        const path = `${o.s3.pathStyle ? `/${o.s3.bucket}` : ""}/latest/linux/${AGENT_PACKAGE_FILE}.sha256`;
-        await checkPackage(f6, t, new URL(`https://${s3Name}:${s3.port}${path}`), ok.caPem);
-      }
-    }
-  }
+  if (o.s3) runs.push(await checkObjectStore("F6", o.s3, resolved, timeoutMs));
 
   const f7 = newRun("F7", "replicator");
   runs.push(f7);

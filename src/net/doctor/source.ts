@@ -12,11 +12,12 @@ import type { AgentAssignmentResponse } from "../../model/agent-api.ts";
 import type { ReplicatorAssignment } from "../../model/replicator.ts";
 import { type DoctorFinding, type FlowRun, hasFailed, newRun, passed, summarize } from "./checks.ts";
 import { checkDataPlane } from "./data-plane.ts";
-import { checkClock, checkPackage, checkSignedCall, checkTcpTls } from "./endpoint.ts";
+import { checkClock, checkSignedCall, checkTcpTls } from "./endpoint.ts";
 import { checkNames } from "./names.ts";
+import { type ObjectStoreTarget, checkObjectStore, hostPort, objectStoreName } from "./object-store.ts";
 
 /** The installer's package, whose hash file the F1 check fetches. */
-export const AGENT_PACKAGE_FILE = "ferry-agent-linux-x64.tar.gz";
+export { AGENT_PACKAGE_FILE } from "./object-store.ts";
 
 export interface SourceDoctorOptions {
   /** The control plane, https://host[:port]. */
@@ -28,7 +29,7 @@ export interface SourceDoctorOptions {
   caFingerprint?: string;
   hosts?: StaticHosts;
   /** The object-store endpoint the installer downloads from (host[:port]). */
-  s3?: { endpoint: string; bucket: string; pathStyle: boolean; caPem?: string };
+  s3?: ObjectStoreTarget;
   /** Set once registered. */
   sourceServerID?: string;
   /** The data-plane client certificate issued at registration. */
@@ -41,41 +42,16 @@ export interface SourceDoctorOptions {
   probeBytes?: number;
 }
 
-function hostPort(spec: string, defaultPort: number): { host: string; port: number } {
-  const u = new URL(spec.includes("://") ? spec : `https://${spec}`);
-  return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : defaultPort };
-}
-
 export async function runSourceDoctor(o: SourceDoctorOptions): Promise<DoctorFinding[]> {
   const timeoutMs = o.timeoutMs ?? 5000;
   const service = hostPort(o.endpoint, 443);
-  const s3 = o.s3 ? hostPort(o.s3.endpoint.replace(/^\*\./, ""), 443) : undefined;
-  const s3Name = s3 && o.s3 ? (o.s3.pathStyle ? s3.host : `${o.s3.bucket}.${s3.host}`) : undefined;
+  const s3Name = o.s3 ? objectStoreName(o.s3).name : undefined;
 
   const names = newRun("F3", "service");
   const resolved = await checkNames(names, [service.host, ...(s3Name ? [s3Name] : [])], o.hosts);
   const runs: FlowRun[] = [names];
 
-  if (s3 && s3Name && o.s3) {
-    const f1 = newRun("F1", "object-store");
-    runs.push(f1);
-    const address = resolved.get(s3Name);
-    if (!address) Object.assign(f1, { skipped: `${s3Name} does not resolve`, blockedBy: "F3" });
-    else {
-      const t = {
-        name: s3Name,
-        port: s3.port,
-        address,
-        timeoutMs,
-        ...(o.s3.caPem ? { caPem: o.s3.caPem } : {}),
-      };
-      const ok = await checkTcpTls(f1, t);
-      if (ok) {
-        const path = `${o.s3.pathStyle ? `/${o.s3.bucket}` : ""}/latest/linux/${AGENT_PACKAGE_FILE}.sha256`;
-        await checkPackage(f1, t, new URL(`https://${s3Name}:${s3.port}${path}`), ok.caPem);
-      }
-    }
-  }
+  if (o.s3) runs.push(await checkObjectStore("F1", o.s3, resolved, timeoutMs));
 
   const f2 = newRun("F2", "service");
   runs.push(f2);
