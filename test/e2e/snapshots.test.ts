@@ -165,6 +165,17 @@ async function assertSnapshotsExact(store: string, src: Source, scratch: Scratch
   return infos.length;
 }
 
+/** Polls `find` until it returns a snapshot (bounded: 10 s). */
+async function waitForSnapshot<T>(find: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const found = await find();
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error("the snapshot did not appear within 10 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe("snapshots on a live replicator", { timeout: 120_000 }, () => {
   let scratch: Scratch;
   let rep: TestReplicator;
@@ -183,6 +194,12 @@ describe("snapshots on a live replicator", { timeout: 120_000 }, () => {
     src.initialSync();
     await src.waitAck(src.seq);
     const catalog = rep.replicator.catalog;
+    // The ACK of the initial sync's barrier comes once its writes are durable; its snapshot
+    // follows. A request made before that snapshot exists is served by it, so wait for it.
+    const initial = await waitForSnapshot(async () =>
+      (await catalog.list(SERVER)).find((i) => i.diskId === src.diskId && i.reason === "initial-sync"),
+    );
+    assert.equal(initial.barrierId, 1, "the initial sync's snapshot is at its barrier");
     const asked: Promise<{ barrierId: number; snapshotId: string }[]>[] = [];
     for (let round = 0; round < 40; round++) {
       src.mutate(24);
@@ -201,6 +218,10 @@ describe("snapshots on a live replicator", { timeout: 120_000 }, () => {
     const n = await assertSnapshotsExact(rep.dataDir, src, scratch);
     const distinct = new Set(taken.map((t) => t.snapshotId)).size;
     assert.ok(distinct >= 2, `the requests were served by ${distinct} snapshots at later consistency points`);
+    assert.ok(
+      !taken.some((t) => t.snapshotId === initial.snapshotId),
+      "requests are served after the initial sync",
+    );
     assert.ok(n >= 1 + distinct, `${n} snapshots: the initial sync's and the requested ones`);
     src.s.conn.close();
     await src.s.closed;
