@@ -1,23 +1,17 @@
 /**
  * One data-plane connection from the agent's side, after the handshake: the
- * sender (sequence numbers, window of unacknowledged bytes, throttle, socket
- * back-pressure), the block pipeline (read ahead → zero blocks, BLAKE3 and
- * adaptive zstd on worker threads → frames, in disk order) and the answers
- * (ACK, HASHES, ERROR).
+ * block pipeline (read ahead → zero blocks, BLAKE3 and adaptive zstd on
+ * worker threads → frames, in disk order) on top of the sender
+ * (frame-sender.ts: sequence numbers, window, throttle, back-pressure, answers).
  */
 import { FerryError } from "../lib/errors.ts";
-import {
-  MAX_HASHES_PER_REQUEST,
-  type Frame,
-  type FramedConnection,
-  type WelcomeFrame,
-} from "../wire/index.ts";
-import { replicatorError } from "./client.ts";
 import { type CompressionMode, CompressionPolicy } from "./compression-policy.ts";
 import type { BlockSource } from "./disk/block-source.ts";
-import type { Throttle } from "./throttle.ts";
+import { FrameSender, type FrameSenderOptions, type Slot } from "./frame-sender.ts";
 import type { BlockProcessor, ChunkResult } from "./workers/block-pool.ts";
 import { processChunk } from "./workers/block-task.ts";
+
+export { emptyCounters, emptyStalls, type StreamCounters, type SyncStalls } from "./stream-stats.ts";
 
 const MiB = 1024 * 1024;
 
@@ -26,243 +20,30 @@ function asBuffer(v: Uint8Array): Buffer {
   return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
-export interface StreamCounters {
-  zeroBytes: number;
-  /** Raw bytes sent as DATA. */
-  dataBytes: number;
-  compressedRawBytes: number;
-  compressedBytes: number;
-  /** Bytes on the wire (frames, before TLS). */
-  wireBytes: number;
-}
-
-export interface SyncStalls {
-  readWaitMs: number;
-  windowWaitMs: number;
-  socketWaitMs: number;
-  throttleWaitMs: number;
-  /** Waiting for the worker threads' results. */
-  workerWaitMs: number;
-  /** Time in zstd and in BLAKE3 (on the workers when there are any). */
-  compressMs: number;
-  hashMs: number;
-}
-
-export function emptyCounters(): StreamCounters {
-  return { zeroBytes: 0, dataBytes: 0, compressedRawBytes: 0, compressedBytes: 0, wireBytes: 0 };
-}
-
-export function emptyStalls(): SyncStalls {
-  return {
-    readWaitMs: 0,
-    windowWaitMs: 0,
-    socketWaitMs: 0,
-    throttleWaitMs: 0,
-    workerWaitMs: 0,
-    compressMs: 0,
-    hashMs: 0,
-  };
-}
-
-export interface DataStreamOptions {
-  conn: FramedConnection;
-  welcome: WelcomeFrame;
+export interface DataStreamOptions extends FrameSenderOptions {
   source: BlockSource;
   chunkSize: number;
   hashBlockSize: number;
-  windowBytes: number;
   compression: CompressionMode;
   /** Where hashing and compression of sendRange's chunks run. @default the event loop */
   blocks?: BlockProcessor;
-  throttle: Throttle;
-  counters: StreamCounters;
-  stalls: SyncStalls;
-  signal?: AbortSignal;
-  /** Called when an ACK arrives. */
-  onAck?: () => void;
-  /** @default the replicator's interval from WELCOME, else 5000 */
-  heartbeatIntervalMs?: number;
-  /** @default 4 heartbeat intervals */
-  idleTimeoutMs?: number;
 }
 
-/**
- * A read buffer of sendRange. Raw payloads are sent straight from it, so it is
- * read into again only when no queued frame refers to it and the socket has
- * taken the bytes of those sent (its write completed: TLS encrypted them).
- */
-interface Slot {
-  buf: Buffer;
-  /** Frames queued and not yet handed to the connection. */
-  unsent: number;
-  /** The connection's byte count once its last frame was handed over. */
-  sentUpTo: number;
-  busy: boolean;
-}
-
-interface InFlight {
-  seq: number;
-  start: number;
-  end: number;
-  bytes: number;
-}
-
-export class DataStream {
+export class DataStream extends FrameSender {
   private readonly o: DataStreamOptions;
-  private readonly conn: FramedConnection;
-  private nextSeq: number;
-  private ackedSeq: number;
-  private inFlight: InFlight[] = [];
-  private inFlightBytes = 0;
-  /** End offset of the last acknowledged frame (sequential progress during an initial sync). */
-  ackedEnd: number;
-  private closeReason: Error | undefined;
-  private wake: (() => void) | undefined;
-  private hashWaiters = new Map<number, (hashes: Buffer) => void>();
-  private nextRequestId = 1;
-  private pending: { frame: Frame; start: number; end: number; bytes: number; slot?: Slot }[] = [];
   private readonly policy: CompressionPolicy;
   /** sendRange's read buffers (shared memory), free or holding payloads the socket has not taken yet. */
   private slots: Slot[] | undefined;
-  private readonly onAbort: () => void;
   private buffers: Buffer[] | undefined;
 
   constructor(o: DataStreamOptions) {
+    super(o);
     this.o = o;
-    this.conn = o.conn;
-    this.nextSeq = Number(o.welcome.durableSeq) + 1;
-    this.ackedSeq = Number(o.welcome.durableSeq);
-    this.ackedEnd = Number(o.welcome.resumeOffset);
     this.policy = new CompressionPolicy({ mode: o.compression });
-    this.conn.start({
-      frame: (f) => this.onFrame(f),
-      close: (err) => {
-        this.closeReason ??=
-          err instanceof FerryError
-            ? err
-            : new FerryError(
-                "CONNECTION_LOST",
-                `lost the connection to the replicator${err ? `: ${err.message}` : ""}`,
-              );
-        this.wakeUp();
-        for (const w of this.hashWaiters.values()) w(Buffer.alloc(0));
-      },
-    });
-    const hb = o.heartbeatIntervalMs ?? (o.welcome.heartbeatIntervalMs || 5000);
-    this.conn.heartbeat({ intervalMs: hb, idleTimeoutMs: o.idleTimeoutMs ?? hb * 4 });
-    this.onAbort = () => {
-      this.closeReason = new FerryError(
-        "ABORTED",
-        "replication stopped by a signal; progress up to the last acknowledgement is kept",
-      );
-      this.conn.close();
-    };
-    o.signal?.addEventListener("abort", this.onAbort);
-  }
-
-  private onFrame(f: Frame): void {
-    if (f.type === "ACK") {
-      this.ackedSeq = Number(f.seq);
-      while (this.inFlight.length && this.inFlight[0]!.seq <= this.ackedSeq) {
-        const done = this.inFlight.shift()!;
-        this.inFlightBytes -= done.bytes;
-        if (done.end > this.ackedEnd) this.ackedEnd = done.end;
-      }
-      this.o.onAck?.();
-      this.wakeUp();
-    } else if (f.type === "HASHES") {
-      this.hashWaiters.get(f.requestId)?.(f.hashes);
-      this.hashWaiters.delete(f.requestId);
-    } else if (f.type === "ERROR") {
-      this.closeReason = replicatorError(f.code, f.message);
-      this.conn.close();
-    }
-  }
-
-  private wakeUp(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-
-  /** Throws why the connection ended, if it did. */
-  check(): void {
-    if (this.closeReason) throw this.closeReason;
-  }
-
-  private async waitFor(cond: () => boolean): Promise<void> {
-    while (!cond()) {
-      this.check();
-      await new Promise<void>((r) => (this.wake = r));
-    }
-    this.check();
   }
 
   get hashBlockSize(): number {
     return this.o.hashBlockSize;
-  }
-
-  /** Bytes sent and not yet acknowledged. */
-  get unackedBytes(): number {
-    return this.inFlightBytes;
-  }
-
-  /** Ranges sent but not acknowledged: after a lost connection they must be sent again. */
-  unacked(): { start: number; end: number }[] {
-    return [...this.inFlight, ...this.pending]
-      .filter((f) => f.end > f.start)
-      .map((f) => ({ start: f.start, end: f.end }));
-  }
-
-  private async send(frame: Frame, start: number, end: number, rawBytes: number): Promise<void> {
-    const { stalls, counters } = this.o;
-    let t = performance.now();
-    await this.waitFor(
-      () => this.inFlightBytes + rawBytes <= this.o.windowBytes || this.inFlight.length === 0,
-    );
-    stalls.windowWaitMs += performance.now() - t;
-    t = performance.now();
-    await this.o.throttle.take(frame.type === "DATA" ? frame.payload.length + 64 : 64, this.o.signal);
-    stalls.throttleWaitMs += performance.now() - t;
-    this.check();
-    if ("seq" in frame) {
-      this.inFlight.push({ seq: Number(frame.seq), start, end, bytes: rawBytes });
-      this.inFlightBytes += rawBytes;
-    }
-    const before = this.conn.bytesSent;
-    const ok = this.conn.send(frame);
-    counters.wireBytes += this.conn.bytesSent - before;
-    if (!ok) {
-      t = performance.now();
-      await this.conn.drain();
-      stalls.socketWaitMs += performance.now() - t;
-    }
-    this.check();
-  }
-
-  /** Sends queued frames until at most `keep` remain (a little queue keeps the pipe full). */
-  async flushPending(keep: number): Promise<void> {
-    while (this.pending.length > keep) {
-      const p = this.pending[0]!;
-      await this.send(p.frame, p.start, p.end, p.bytes);
-      this.pending.shift();
-      if (p.slot) {
-        p.slot.unsent--;
-        p.slot.sentUpTo = this.conn.bytesSent;
-      }
-    }
-  }
-
-  private queue(frame: Frame, start: number, end: number, bytes: number, slot?: Slot): void {
-    this.pending.push({ frame, start, end, bytes, ...(slot ? { slot } : {}) });
-    if (slot) slot.unsent++;
-  }
-
-  /** Whether a slot can be read into again. */
-  private reusable(slot: Slot): boolean {
-    if (slot.busy || slot.unsent > 0) return false;
-    // Bytes whose write completed: everything handed over but what the stream still holds.
-    return this.conn.bytesSent - this.conn.writableLength >= slot.sentUpTo;
   }
 
   private zeroStart = -1;
@@ -479,54 +260,9 @@ export class DataStream {
   }
 
   /** Sends everything queued (e.g. after emitBlocks). */
-  async flush(): Promise<void> {
+  /** Sends everything queued (e.g. after emitBlocks), closing a pending zero range first. */
+  override async flush(): Promise<void> {
     this.endRun();
     await this.flushPending(0);
-  }
-
-  /** Sends a BARRIER and returns its sequence number. */
-  async barrier(barrierId: number, flags: number): Promise<number> {
-    await this.flush();
-    const seq = this.nextSeq++;
-    await this.send(
-      {
-        type: "BARRIER",
-        seq: BigInt(seq),
-        barrierId: BigInt(barrierId),
-        flags,
-        timestampMs: BigInt(Date.now()),
-      },
-      0,
-      0,
-      0,
-    );
-    return seq;
-  }
-
-  async waitAcked(seq: number): Promise<void> {
-    await this.waitFor(() => this.ackedSeq >= seq);
-  }
-
-  /** The hashes the replicator recorded for `count` blocks from `firstBlock` (after all frames sent before). */
-  async requestHashes(firstBlock: number, count: number): Promise<Buffer> {
-    if (count < 1 || count > MAX_HASHES_PER_REQUEST) throw new RangeError(`hash request of ${count} blocks`);
-    this.check();
-    const requestId = this.nextRequestId++;
-    const answer = new Promise<Buffer>((resolve) => this.hashWaiters.set(requestId, resolve));
-    this.conn.send({ type: "HASH_REQUEST", requestId, firstBlock: BigInt(firstBlock), count });
-    const hashes = await answer;
-    this.check();
-    if (hashes.length !== count * 32) {
-      throw new FerryError(
-        "BAD_HASHES",
-        `the replicator answered ${hashes.length / 32} hashes for ${count} blocks`,
-      );
-    }
-    return hashes;
-  }
-
-  close(): void {
-    this.o.signal?.removeEventListener("abort", this.onAbort);
-    this.conn.close();
   }
 }
