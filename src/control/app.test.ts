@@ -137,6 +137,29 @@ test("a registered server: s- id, template settings, replication state from repo
     const cfg = await t.call("/GetReplicationConfiguration", { sourceServerID: reg.sourceServerID });
     assert.equal(cfg.body.bandwidthThrottling, 50);
     assert.equal((cfg.body.replicatedDisks as unknown[]).length, 2);
+    // No pool (stagingAreaSubnetId "", Ferry's default: any replicator) is accepted, and what
+    // Get returns, Update takes back as it is.
+    const noPool = await t.call("/UpdateReplicationConfiguration", {
+      sourceServerID: reg.sourceServerID,
+      stagingAreaSubnetId: "",
+    });
+    assert.equal(noPool.status, 200, JSON.stringify(noPool.body));
+    assert.equal(noPool.body.stagingAreaSubnetId, "");
+    const back = await t.call("/UpdateReplicationConfiguration", noPool.body);
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+    assert.deepEqual(back.body, noPool.body);
+    await t.call("/UpdateReplicationConfiguration", {
+      sourceServerID: reg.sourceServerID,
+      stagingAreaSubnetId: cfg.body.stagingAreaSubnetId,
+    });
+    expectError(
+      await t.call("/UpdateReplicationConfiguration", {
+        sourceServerID: reg.sourceServerID,
+        stagingAreaSubnetId: "vpc-1",
+      }),
+      400,
+      "ValidationException",
+    );
 
     const agent = again.agentCredentials;
     const disk = (replicated: number, backlog = 0) => [

@@ -1,4 +1,5 @@
 /** InitializeService, replication templates, and per-server replication and launch configuration. */
+import { z } from "zod";
 import * as S from "../../model/mgn-shapes.gen.ts";
 import { applyPatch, checkSettingsSupported } from "../../model/replication-configuration.ts";
 import { newReplicationConfigurationTemplateId, resourceArn } from "../../model/ids.ts";
@@ -48,8 +49,15 @@ const describeTemplates = defineOperation(
   },
 );
 
+/**
+ * Ferry's default settings carry `stagingAreaSubnetId: ""` (no replicator pool: any
+ * replicator). An update accepts that value back, so a Get → Update round trip of
+ * what the API returned never fails on MGN's subnet-id pattern.
+ */
+const NoPoolOrSubnet = S.SubnetID.or(z.literal("")).optional();
+
 const updateTemplate = defineOperation(
-  S.UpdateReplicationConfigurationTemplateRequest,
+  S.UpdateReplicationConfigurationTemplateRequest.extend({ stagingAreaSubnetId: NoPoolOrSubnet }),
   async (ctx, input) => {
     await requireInitialized(ctx);
     const { replicationConfigurationTemplateID: id, arn: _arn, ...patch } = input;
@@ -83,7 +91,7 @@ const getReplicationConfiguration = defineOperation(
 );
 
 const updateReplicationConfiguration = defineOperation(
-  S.UpdateReplicationConfigurationRequest,
+  S.UpdateReplicationConfigurationRequest.extend({ stagingAreaSubnetId: NoPoolOrSubnet }),
   async (ctx, input) => {
     await requireInitialized(ctx);
     const { sourceServerID, accountID: _a, ...patch } = input;
