@@ -14,152 +14,62 @@
  * Flush makes the appended records durable, then commits the head record;
  * only then is anything acknowledged. A snapshot seals the open segment and
  * writes a manifest: constant time, whatever the disk size.
+ *
+ * Split by responsibility: volume-head.ts (records and names),
+ * volume-recover.ts (opening after a crash), volume-read.ts (the read side and
+ * the in-memory state), this file (the write path: records, flush, seal,
+ * snapshot, compaction hooks).
  */
 import { randomBytes } from "node:crypto";
 import { FerryError } from "../lib/errors.ts";
 import { HASH_BYTES } from "../wire/index.ts";
-import { BlockMap, ZERO_OFFSET, readSegmentIndex } from "./store/block-map.ts";
-import type { AppendableObject, ObjectStore } from "./store/object-store.ts";
+import { BlockMap, ZERO_OFFSET } from "./store/block-map.ts";
+import type { ObjectStore } from "./store/object-store.ts";
 import {
   encodeRecordHeader,
   encodeTrailer,
-  parseSegmentKey,
   recordBytes,
-  scanRecords,
   segmentKey,
   type SegmentRecord,
   type SegmentRef,
 } from "./store/segment.ts";
+import {
+  blocksOf,
+  emptyHead,
+  parseHead,
+  volumePrefix,
+  type HeadRecord,
+  type OpenSegment,
+  type SnapshotManifest,
+  type VolumeMeta,
+  type VolumeOptions,
+} from "./volume-head.ts";
+import { VolumeReader } from "./volume-read.ts";
+import { recoverVolume } from "./volume-recover.ts";
 
-export interface VolumeMeta {
-  sourceServerId: string;
-  diskId: string;
-  /** Hex of the 16-byte generation id. */
-  generationId: string;
-  diskSize: number;
-  logicalBlockSize: number;
-  hashBlockSize: number;
-  /** Bytes from offset 0 durable in this generation's initial sync. */
-  resumeOffset: number;
-  /** Highest durable sequence number. */
-  durableSeq: number;
-  initialSyncComplete: boolean;
-  lastBarrierId: number;
-  lastConsistentAt: string | null;
-  updatedAt: string;
-}
-
-/** What meta.json holds: the volume's metadata and its committed segments. */
-export interface HeadRecord extends VolumeMeta {
-  format: 2;
-  /** Segments below this sequence belong to an older disk geometry (kept only for snapshots). */
-  baseSeq: number;
-  /** Highest sealed segment sequence the head covers. */
-  sealedThrough: number;
-  /** The open (appendable) segment and its durable length. */
-  open: { seq: number; length: number } | null;
-}
-
-/** A snapshot's manifest: the segments ≤ segmentSeq (from baseSeq) are its contents. */
-export interface SnapshotManifest {
-  snapshotId: string;
-  sourceServerId: string;
-  diskId: string;
-  generationId: string;
-  createdAt: string;
-  barrierId: number;
-  reason: "policy" | "requested" | "initial-sync";
-  diskSize: number;
-  logicalBlockSize: number;
-  blockSize: number;
-  baseSeq: number;
-  segmentSeq: number;
-  /** Point-in-time rules that wanted this snapshot (it expires when all of theirs have). */
-  ruleIds?: string[];
-}
-
-const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-/** Refuses names that could escape the data directory or the store prefix. */
-export function checkName(kind: string, value: string): string {
-  if (!ID.test(value) || value.includes("..")) {
-    throw new FerryError(
-      "INVALID_NAME",
-      `invalid ${kind} "${value}": use letters, digits, ".", "_" and "-"`,
-      {
-        details: { [kind]: value },
-      },
-    );
-  }
-  return value;
-}
-
-/** The store prefix of a volume ("volumes/<server>/<disk>/"). */
-export function volumePrefix(sourceServerId: string, diskId: string): string {
-  return `volumes/${checkName("sourceServerId", sourceServerId)}/${checkName("diskId", diskId)}/`;
-}
-
-export interface VolumeOptions {
-  /** Open to read only: no recovery writes, no deletes (another process owns the volume). @default false */
-  readOnly?: boolean;
-  /** Seal the open segment once it holds this many bytes. @default 1 GiB */
-  segmentBytes?: number;
-  /** Without appendable objects (S3): flush when this much is buffered. @default 32 MiB */
-  bufferBytes?: number;
-}
-
-interface OpenSegment {
-  seq: number;
-  app: AppendableObject | undefined;
-  /** Buffered parts when the store has no appendable objects. */
-  parts: Buffer[];
-  size: number;
-  /** Size recorded in the head record. */
-  committed: number;
-  records: SegmentRecord[];
-}
+export {
+  checkName,
+  volumePrefix,
+  type HeadRecord,
+  type SnapshotManifest,
+  type VolumeMeta,
+  type VolumeOptions,
+} from "./volume-head.ts";
 
 const MiB = 1024 * 1024;
 /** Read-only opens retried when a live writer sealed the open segment under them. */
 const READ_ONLY_OPEN_ATTEMPTS = 5;
 
-export class StagingVolume {
-  readonly store: ObjectStore;
-  readonly prefix: string;
-  readonly readOnly: boolean;
-  private head: HeadRecord;
-  /** The head index: where each block's newest record is. */
-  map: BlockMap;
-  /** Sealed segments the head or a snapshot may use, by `to`. */
-  readonly segments = new Map<number, SegmentRef>();
-  private open: OpenSegment | undefined;
-  /** Segments detached from writing and being sealed (still readable). */
-  private readonly sealing = new Map<number, OpenSegment>();
+export class StagingVolume extends VolumeReader {
   private lock: Promise<unknown> = Promise.resolve();
   private readonly segmentBytes: number;
   private readonly bufferBytes: number;
   private closed = false;
 
   private constructor(store: ObjectStore, prefix: string, head: HeadRecord, o: VolumeOptions) {
-    this.store = store;
-    this.prefix = prefix;
-    this.head = head;
-    this.readOnly = o.readOnly ?? false;
+    super(store, prefix, head, o.readOnly ?? false);
     this.segmentBytes = o.segmentBytes ?? 1024 * MiB;
     this.bufferBytes = o.bufferBytes ?? 32 * MiB;
-    this.map = new BlockMap(blocksOf(head));
-  }
-
-  get meta(): VolumeMeta {
-    return this.head;
-  }
-
-  get baseSeq(): number {
-    return this.head.baseSeq;
-  }
-
-  get sealedThrough(): number {
-    return this.head.sealedThrough;
   }
 
   /** Opens a volume (creating an empty one), recovering from a crash at any point. */
@@ -175,7 +85,8 @@ export class StagingVolume {
       const head: HeadRecord = raw ? parseHead(raw, prefix) : emptyHead(sourceServerId, diskId);
       const vol = new StagingVolume(store, prefix, head, o);
       try {
-        await vol.recover();
+        const { readOnly, map, segments } = vol;
+        vol.open = await recoverVolume({ store, prefix, readOnly, head, map, segments });
         return vol;
       } catch (err) {
         // A reader beside a live replicator can see the open segment sealed (renamed)
@@ -185,78 +96,6 @@ export class StagingVolume {
         if (!vol.readOnly || !raced || attempt >= READ_ONLY_OPEN_ATTEMPTS) throw err;
         await new Promise((r) => setTimeout(r, 20 * attempt));
       }
-    }
-  }
-
-  private async recover(): Promise<void> {
-    const head = this.head;
-    const listed = (await this.store.list(`${this.prefix}seg/`))
-      .map((o) => parseSegmentKey(this.prefix, o.key, o.size))
-      .filter((r): r is SegmentRef => r !== undefined);
-    // A merged segment supersedes the segments inside its range (their deletion may not have happened).
-    const superseded = listed.filter((a) =>
-      listed.some((b) => b !== a && b.from <= a.from && a.to <= b.to && b.to - b.from > a.to - a.from),
-    );
-    const openSeq = head.open?.seq;
-    const sealedOpen = listed.find((r) => r.from === openSeq && r.to === openSeq && !superseded.includes(r));
-    const committed = sealedOpen ? openSeq! : head.sealedThrough;
-    const stale: SegmentRef[] = [...superseded];
-    for (const r of listed) {
-      if (superseded.includes(r)) continue;
-      if (r.to > committed)
-        stale.push(r); // written after the last commit: never acknowledged
-      else this.segments.set(r.to, r);
-    }
-    const appendables = this.store.listAppendable
-      ? await this.store.listAppendable(`${this.prefix}seg/`)
-      : [];
-    if (!this.readOnly) {
-      for (const r of stale) await this.store.delete(r.key);
-      for (const key of appendables) {
-        const seq = parseSegmentKey(this.prefix, key, 0)?.to;
-        if (seq !== openSeq || sealedOpen) await this.store.deleteAppendable?.(key);
-      }
-    }
-    if (sealedOpen) {
-      head.sealedThrough = sealedOpen.to;
-      head.open = null;
-    }
-    for (const r of [...this.segments.values()].sort((a, b) => a.to - b.to)) {
-      if (r.from < head.baseSeq) continue;
-      this.map.apply(r.to, await readSegmentIndex(this.store, r), head.hashBlockSize);
-    }
-    if (head.open && head.open.length > 0) {
-      const key = segmentKey(this.prefix, head.open.seq, head.open.seq);
-      const range = { offset: 0, length: head.open.length };
-      let app: AppendableObject | undefined;
-      let bytes: Buffer;
-      if (!appendables.includes(key)) {
-        throw new FerryError(
-          "STAGING_DAMAGED",
-          `the open segment ${key} of ${this.store.location} is missing but the head record says ${head.open.length} bytes of it are durable`,
-          { details: { key } },
-        );
-      }
-      if (this.readOnly) {
-        bytes = await this.store.readAppendable!(key, range);
-      } else {
-        app = await this.store.openAppendable!(key, { truncateTo: head.open.length });
-        bytes = await app.read(range);
-      }
-      const records = scanRecords(bytes, key);
-      this.map.apply(head.open.seq, records, head.hashBlockSize);
-      // Read-only: its blocks are read from the store (readAppendable), never written.
-      if (app)
-        this.open = {
-          seq: head.open.seq,
-          app,
-          parts: [],
-          size: head.open.length,
-          committed: head.open.length,
-          records,
-        };
-    } else if (head.open && !this.readOnly) {
-      head.open = null;
     }
   }
 
@@ -498,91 +337,6 @@ export class StagingVolume {
     return run;
   }
 
-  /** The bytes of one block of the head as recorded (not verified). */
-  async readBlock(b: number): Promise<Buffer> {
-    const bs = this.head.hashBlockSize;
-    const length = Math.min(bs, this.head.diskSize - b * bs);
-    if (this.map.isZero(b)) return Buffer.alloc(length);
-    return this.readSpan(b, this.map.seg[b]!, this.map.off[b]!, length);
-  }
-
-  /** `length` bytes at `offset` of segment `seq` (where block b's data starts). */
-  private async readSpan(b: number, seq: number, offset: number, length: number): Promise<Buffer> {
-    const range = { offset, length };
-    const live = this.open?.seq === seq ? this.open : this.sealing.get(seq);
-    if (live?.app) return live.app.read(range);
-    if (live) return readParts(live.parts, range);
-    const ref = this.segments.get(seq);
-    if (!ref && this.head.open?.seq === seq && this.store.readAppendable) {
-      const key = segmentKey(this.prefix, seq, seq);
-      try {
-        return await this.store.readAppendable(key, range);
-      } catch (err) {
-        if (!(err instanceof FerryError) || err.code !== "OBJECT_NOT_FOUND") throw err;
-        return this.store.get(key, range); // sealed meanwhile by its owner
-      }
-    }
-    if (!ref)
-      throw new FerryError(
-        "STAGING_DAMAGED",
-        `block ${b} of ${this.prefix} is in segment ${seq}, which is missing`,
-      );
-    return this.store.get(ref.key, range);
-  }
-
-  /** The head's bytes at [offset, offset+length), as recorded (not verified); one read per run of adjacent blocks. */
-  async readRange(offset: number, length: number): Promise<Buffer> {
-    const bs = this.head.hashBlockSize;
-    const end = Math.min(offset + length, this.head.diskSize);
-    const first = Math.floor(offset / bs);
-    const last = Math.ceil(end / bs);
-    const out = Buffer.alloc((last - first) * bs);
-    let b = first;
-    while (b < last) {
-      if (this.map.isZero(b)) {
-        b++;
-        continue;
-      }
-      const seq = this.map.seg[b]!;
-      const start = this.map.off[b]!;
-      let n = 1;
-      while (b + n < last && this.map.seg[b + n] === seq && this.map.off[b + n] === start + n * bs) n++;
-      const bytes = Math.min(n * bs, this.head.diskSize - b * bs);
-      const data = await this.readSpan(b, seq, start, bytes);
-      data.copy(out, (b - first) * bs);
-      b += n;
-    }
-    const skip = offset - first * bs;
-    return out.subarray(skip, skip + (end - offset));
-  }
-
-  /** The recorded hashes of `count` blocks from block index `first`. */
-  async readHashes(first: number, count: number): Promise<Buffer> {
-    return Buffer.from(this.map.hash.subarray(first * HASH_BYTES, (first + count) * HASH_BYTES));
-  }
-
-  /** Where a block's stored bytes are: the object key (sealed or still open) and the offset in it; undefined for zeros. */
-  locateBlock(b: number): { key: string; offset: number; sealed: boolean } | undefined {
-    if (this.map.isZero(b)) return undefined;
-    const seq = this.map.seg[b]!;
-    const ref = this.segments.get(seq);
-    return {
-      key: ref?.key ?? segmentKey(this.prefix, seq, seq),
-      offset: this.map.off[b]!,
-      sealed: ref !== undefined,
-    };
-  }
-
-  /** Whether a block's newest record is zeros. */
-  isZeroBlock(b: number): boolean {
-    return this.map.isZero(b);
-  }
-
-  /** Sealed segments, oldest first. */
-  sealedSegments(): SegmentRef[] {
-    return [...this.segments.values()].sort((a, b) => a.to - b.to);
-  }
-
   /** Replaces segments after a compaction merged them (the lock is held by the caller). */
   replaceSegments(
     merged: SegmentRef,
@@ -613,58 +367,5 @@ export class StagingVolume {
     this.closed = true;
     await this.lock.catch(() => {});
     await this.open?.app?.close();
-  }
-}
-
-function blocksOf(h: VolumeMeta): number {
-  return h.diskSize > 0 ? Math.ceil(h.diskSize / h.hashBlockSize) : 0;
-}
-
-function readParts(parts: readonly Buffer[], range: { offset: number; length: number }): Buffer {
-  const out = Buffer.alloc(range.length);
-  let pos = 0;
-  for (const p of parts) {
-    const start = Math.max(range.offset, pos);
-    const end = Math.min(range.offset + range.length, pos + p.length);
-    if (start < end) p.copy(out, start - range.offset, start - pos, end - pos);
-    pos += p.length;
-  }
-  return out;
-}
-
-function emptyHead(sourceServerId: string, diskId: string): HeadRecord {
-  return {
-    format: 2,
-    sourceServerId,
-    diskId,
-    generationId: "",
-    diskSize: 0,
-    logicalBlockSize: 512,
-    hashBlockSize: 65536,
-    resumeOffset: 0,
-    durableSeq: 0,
-    initialSyncComplete: false,
-    lastBarrierId: 0,
-    lastConsistentAt: null,
-    updatedAt: new Date().toISOString(),
-    baseSeq: 1,
-    sealedThrough: 0,
-    open: null,
-  };
-}
-
-function parseHead(raw: Buffer, prefix: string): HeadRecord {
-  try {
-    const h = JSON.parse(raw.toString("utf8")) as HeadRecord;
-    if (h.format !== 2) throw new Error(`format ${String(h.format)} is not 2`);
-    return h;
-  } catch (err) {
-    throw new FerryError(
-      "STAGING_META_DAMAGED",
-      `cannot read ${prefix}meta.json: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
   }
 }
