@@ -72,7 +72,8 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
     .option("--json", "print the list as JSON")
     .action(async (opts: { json?: boolean }) => {
       const { listDisks } = await import("../agent/disks.ts");
-      const disks = await listDisks();
+      // FERRY_SYS_ROOT: the same /sys and /proc `agent install` reads (a lab host, a test).
+      const disks = await listDisks({ root: ctx.env.FERRY_SYS_ROOT });
       if (opts.json) writeJson(ctx.stdout, { disks });
       else for (const d of disks) writeLine(ctx.stdout, describeDisk(d));
     });
