@@ -10,6 +10,7 @@ import { FerryError, systemErrorCode } from "../../lib/errors.ts";
 import {
   checkKey,
   checkPrefix,
+  checkVolumePrefix,
   notFound,
   type AppendableObject,
   type ByteRange,
@@ -19,6 +20,8 @@ import {
 
 const OPEN_SUFFIX = ".open";
 const TMP_MARK = ".tmp-";
+/** Volumes being removed are moved here first (a hidden name no key can take). */
+const REMOVING_DIR = ".removing";
 
 export interface LocalDirectoryStoreOptions {
   /** Refuse every write (a store opened by another process to read snapshots). @default false */
@@ -107,6 +110,7 @@ export class LocalDirectoryStore implements ObjectStore {
       for (const e of entries) {
         const key = rel === "" ? e.name : `${rel}/${e.name}`;
         if (e.isDirectory()) {
+          if (e.name.startsWith(".")) continue; // volumes being removed
           if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) await walk(key);
         } else if (e.isFile() && key.startsWith(prefix) && !isHidden(e.name)) {
           const s = await stat(join(this.root, key)).catch(() => undefined);
@@ -191,7 +195,40 @@ export class LocalDirectoryStore implements ObjectStore {
     await io(this.root, "delete", key, () => rm(`${this.path(key)}${OPEN_SUFFIX}`, { force: true }));
   }
 
+  /**
+   * Moves the volume's directory aside in one rename (readers and listings
+   * see all of it or none of it), then deletes it. A crash in between leaves
+   * it under `.removing/`, cleared by the next removal.
+   */
+  async removeVolume(prefix: string): Promise<number> {
+    checkVolumePrefix(prefix);
+    this.writable(prefix);
+    const dir = join(this.root, prefix.slice(0, -1));
+    const trash = join(this.root, REMOVING_DIR);
+    return io(this.root, "remove", prefix, async () => {
+      let removed = 0;
+      await mkdir(trash, { recursive: true });
+      const aside = join(trash, randomBytes(8).toString("hex"));
+      try {
+        await rename(dir, aside);
+        await syncDir(dirname(dir));
+        removed = await countFiles(aside);
+      } catch (err) {
+        if (systemErrorCode(err) !== "ENOENT") throw err;
+      }
+      // This removal's directory, and any an interrupted removal left.
+      for (const name of await readdir(trash)) await rm(join(trash, name), { recursive: true, force: true });
+      return removed;
+    });
+  }
+
   async close(): Promise<void> {}
+}
+
+async function countFiles(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) n++;
+  return n;
 }
 
 class LocalAppendable implements AppendableObject {

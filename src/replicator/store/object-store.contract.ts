@@ -97,6 +97,44 @@ export function objectStoreContract(name: string, make: () => Promise<ContractSu
       }
     });
 
+    test("removeVolume removes every object of one volume and nothing else; again removes nothing", async () => {
+      await store.put("rv/s-1/vda/seg/000000000001-000000000001", randomBytes(1000));
+      await store.put("rv/s-1/vda/seg/000000000002-000000000002", randomBytes(10));
+      await store.putMeta("rv/s-1/vda/meta.json", Buffer.from('{"head":1}'));
+      await store.putMeta("rv/s-1/vda/snap/snap-1.json", Buffer.from('{"snap":1}'));
+      const open = await store.openAppendable?.("rv/s-1/vda/seg/000000000003-000000000003");
+      await open?.append([Buffer.from("unsealed")]);
+      await open?.sync();
+      // Neighbours: another disk, a disk whose name starts the same, another server.
+      await store.putMeta("rv/s-1/vdb/meta.json", Buffer.from("{}"));
+      await store.put("rv/s-1/vda2/seg/000000000001-000000000001", Buffer.from("keep"));
+      await store.putMeta("rv/s-2/vda/meta.json", Buffer.from("{}"));
+
+      const removed = await store.removeVolume("rv/s-1/vda/");
+      assert.equal(removed, 4 + (open ? 1 : 0));
+      await open?.close();
+      assert.deepEqual(await store.list("rv/s-1/vda/"), []);
+      assert.equal(await store.getMeta("rv/s-1/vda/meta.json"), undefined);
+      assert.equal(await store.getMeta("rv/s-1/vda/snap/snap-1.json"), undefined);
+      await assert.rejects(
+        store.get("rv/s-1/vda/seg/000000000001-000000000001"),
+        (e) => code(e) === "OBJECT_NOT_FOUND",
+      );
+      if (store.listAppendable) assert.deepEqual(await store.listAppendable("rv/s-1/vda/seg/"), []);
+      assert.deepEqual(
+        (await store.list("rv/")).map((o) => o.key),
+        ["rv/s-1/vda2/seg/000000000001-000000000001", "rv/s-1/vdb/meta.json", "rv/s-2/vda/meta.json"],
+      );
+      assert.equal(await store.removeVolume("rv/s-1/vda/"), 0);
+      assert.equal(await store.removeVolume("rv/s-9/none/"), 0);
+    });
+
+    test("removeVolume refuses the whole store, a bare key and keys that could escape", async () => {
+      for (const bad of ["", "/", "rv/s-1/vda", "../rv/", "rv/../../x/", ".removing/"]) {
+        await assert.rejects(store.removeVolume(bad), (e) => code(e) === "INVALID_OBJECT_KEY", bad);
+      }
+    });
+
     test("an appendable object (when supported) is invisible until sealed and reopens at a cut length", async (t) => {
       if (!store.openAppendable) {
         t.skip("this backend buffers segments and puts them whole");

@@ -63,6 +63,15 @@ export interface ObjectStore {
   readAppendable?(key: string, range: ByteRange): Promise<Buffer>;
   /** Removes an appendable object not yet sealed (unacknowledged leftovers). */
   deleteAppendable?(key: string): Promise<void>;
+  /**
+   * Removes a whole volume: every object, metadata record, appendable object
+   * and temporary under `prefix` (a key followed by "/"; never everything).
+   * Snapshot manifests go first and the head record before the segments, so
+   * a reader sees snapshots vanish, never a snapshot with missing data.
+   * Idempotent: removing a removed volume removes nothing. Returns how many
+   * objects went.
+   */
+  removeVolume(prefix: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -79,6 +88,24 @@ export function checkKey(key: string): string {
     );
   }
   return key;
+}
+
+/** A volume's prefix: a key followed by "/" (never empty: that would be the whole store). */
+export function checkVolumePrefix(prefix: string): string {
+  if (!prefix.endsWith("/")) {
+    throw new FerryError(
+      "INVALID_OBJECT_KEY",
+      `invalid volume prefix "${prefix}": a volume is removed by its key followed by "/"`,
+      { details: { prefix } },
+    );
+  }
+  checkKey(prefix.slice(0, -1));
+  return prefix;
+}
+
+/** When a volume's object is removed: manifests (0), then head records (1), then the rest (2). */
+export function removalRank(key: string): 0 | 1 | 2 {
+  return /\/snap\/[^/]+$/.test(key) ? 0 : key.endsWith("/meta.json") ? 1 : 2;
 }
 
 /** A prefix is a key followed by "/" (or empty for everything). */

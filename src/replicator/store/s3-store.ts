@@ -15,7 +15,9 @@ import { FerryError } from "../../lib/errors.ts";
 import {
   checkKey,
   checkPrefix,
+  checkVolumePrefix,
   notFound,
+  removalRank,
   type ByteRange,
   type ObjectInfo,
   type ObjectStore,
@@ -35,6 +37,8 @@ export interface S3StoreOptions {
   /** Extra client settings (e.g. a request handler trusting a private CA). */
   client?: Partial<S3ClientConfig>;
 }
+
+const REMOVE_PARALLEL = 8;
 
 export class S3Store implements ObjectStore {
   readonly location: string;
@@ -108,6 +112,19 @@ export class S3Store implements ObjectStore {
     await this.call("delete", key, () =>
       this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + checkKey(key) })),
     );
+  }
+
+  /** Deletes the volume's objects group by group (manifests, head, the rest), a few at a time. */
+  async removeVolume(prefix: string): Promise<number> {
+    checkVolumePrefix(prefix);
+    const keys = (await this.list(prefix)).map((o) => o.key);
+    for (const rank of [0, 1, 2]) {
+      const group = keys.filter((k) => removalRank(k) === rank);
+      for (let i = 0; i < group.length; i += REMOVE_PARALLEL) {
+        await Promise.all(group.slice(i, i + REMOVE_PARALLEL).map((k) => this.delete(k)));
+      }
+    }
+    return keys.length;
   }
 
   async putMeta(key: string, value: Buffer): Promise<void> {
