@@ -37,6 +37,7 @@ interface DoctorFlags {
   sourceAddress: string[];
   dataDir?: string;
   databaseUrl?: string;
+  agentNotSeenAfter?: string;
   timeoutMs: string;
   probeBytes: string;
   json?: boolean;
@@ -76,6 +77,10 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
     )
     .option("--data-dir <dir>", "the control plane's data directory (server)")
     .option("--database-url <url>", "the control plane's PostgreSQL URL (server)")
+    .option(
+      "--agent-not-seen-after <seconds>",
+      "the server's --agent-not-seen-after: heartbeats older than this count as missing (server; default 60)",
+    )
     .option("--timeout-ms <ms>", "per probe", "5000")
     .option("--probe-bytes <n>", "bytes of the data-plane throughput probe", String(4 * 1024 * 1024))
     .option("--json", "print {flows: [{flow, ok, observed, cause, fix}]}")
@@ -187,6 +192,14 @@ async function replicator(o: DoctorFlags, ctx: CliContext): Promise<DoctorFindin
   });
 }
 
+function notSeenAfterSeconds(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new FerryError("USAGE", `--agent-not-seen-after '${text}' must be a positive number of seconds`);
+  return n;
+}
+
 async function server(o: DoctorFlags, ctx: CliContext): Promise<DoctorFinding[]> {
   const { createControlPlane } = await import("../control/index.ts");
   const { silentLogger } = await import("../lib/log.ts");
@@ -202,7 +215,7 @@ async function server(o: DoctorFlags, ctx: CliContext): Promise<DoctorFinding[]>
       replicators: await cp.store.replicators.list(),
       sourceServers: await cp.store.sourceServers.list(),
       now: cp.options.now(),
-      notSeenAfterMs: cp.options.agentNotSeenAfterSeconds * 1000,
+      notSeenAfterMs: notSeenAfterSeconds(o.agentNotSeenAfter, cp.options.agentNotSeenAfterSeconds) * 1000,
     });
   } finally {
     await cp.close();

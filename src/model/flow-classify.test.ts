@@ -1,6 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { classifyFailure, dataPlaneFailure, type FlowContext, type FlowFailure } from "./flow-classify.ts";
+import {
+  agentNotSeenFlow,
+  classifyFailure,
+  dataPlaneFailure,
+  type FlowContext,
+  type FlowFailure,
+} from "./flow-classify.ts";
 import { flowForMgnFailure, formatFinding, mgnFailureForFlow } from "./flows.ts";
 
 const source = (flow: FlowContext["flow"], role: FlowContext["role"]): FlowContext => ({
@@ -262,4 +268,36 @@ test("MGN steps and errors map to flows and back", () => {
     formatFinding({ flow: "F7", observed: "o", cause: "c", fix: "f", code: "SG_1500_MISSING" }),
     / \[SG_1500_MISSING\]$/,
   );
+});
+
+test("an agent not seen: F2 from the control plane's own knowledge, unless it recorded an F2 cause itself", () => {
+  const now = Date.UTC(2026, 10, 25, 8, 0, 0);
+  const silent = agentNotSeenFlow(
+    "s-0123456789abcdef0",
+    { registeredAt: now - 90_000, lastSeenAt: now - 42_000 },
+    now,
+  );
+  assert.equal(silent.flow, "F2");
+  assert.equal(silent.ok, false);
+  assert.equal(silent.code, "AGENT_NOT_SEEN");
+  assert.match(silent.observed, /no heartbeat from the agent of s-0123456789abcdef0 for 42 s/);
+  assert.match(silent.cause, /hosts line, return route/);
+  assert.match(silent.fix, /ferry doctor --source/);
+  assert.equal(silent.at, new Date(now).toISOString());
+  // Never seen since registration: counted from the registration.
+  assert.match(agentNotSeenFlow("s-1", { registeredAt: now - 30_000 }, now).observed, /for 30 s/);
+  // A data-plane failure the agent reported before it went silent is not why it is silent.
+  const f7 = {
+    flow: "F7" as const,
+    ok: false as const,
+    observed: "o",
+    cause: "c",
+    fix: "f",
+    code: "SG_1500_MISSING",
+    at: "x",
+  };
+  assert.equal(agentNotSeenFlow("s-1", { registeredAt: 0, failedFlow: f7 }, now).code, "AGENT_NOT_SEEN");
+  // A refused signature the control plane recorded on F2 says more than the silence.
+  const skew = { ...f7, flow: "F2" as const, code: "CLOCK_SKEW" };
+  assert.equal(agentNotSeenFlow("s-1", { registeredAt: 0, failedFlow: skew }, now), skew);
 });

@@ -6,7 +6,7 @@
  * no route, a name that does not resolve and a certificate that does not
  * match each get their own cause.
  */
-import type { FlowFinding, FlowId } from "./flows.ts";
+import type { FlowFinding, FlowId, ObservedFlowFailure } from "./flows.ts";
 
 /** Which endpoint a flow goes to. */
 export type FlowRole = "service" | "object-store" | "replicator";
@@ -311,6 +311,27 @@ function formatRate(bps: number): string {
 export function findingFor(c: FlowContext, f: FlowFailure): FlowFinding {
   const v = classifyFailure(c, f);
   return { flow: c.flow, ok: false, observed: v.observed, cause: v.cause, fix: v.fix, code: v.code };
+}
+
+/**
+ * The failed flow the control plane shows for an agent it has stopped
+ * hearing from (MGN's AGENT_NOT_SEEN): what it recorded itself on F2 (a
+ * signature refused for clock skew), else F2 from its own knowledge — the
+ * agent's reports stopped arriving; the agent cannot say why, the doctor on
+ * the source can.
+ */
+export function agentNotSeenFlow(
+  sourceServerID: string,
+  agent: { lastSeenAt?: number; registeredAt: number; failedFlow?: ObservedFlowFailure },
+  now: number,
+): ObservedFlowFailure {
+  if (agent.failedFlow?.flow === "F2") return agent.failedFlow;
+  const seen = agent.lastSeenAt ?? agent.registeredAt;
+  const f = findingFor(
+    { flow: "F2", role: "service", side: "source" },
+    { check: "heartbeat", who: `the agent of ${sourceServerID}`, ageSeconds: (now - seen) / 1000 },
+  );
+  return { ...f, ok: false, at: new Date(now).toISOString() };
 }
 
 /** Node's socket error code of a failed connection (timeouts we raise ourselves are ETIMEDOUT). */

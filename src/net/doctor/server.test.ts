@@ -79,3 +79,25 @@ test("the server's view when everything reports: every flow passes", () => {
   );
   assert.match(renderReport(findings), /all flows open\n$/);
 });
+
+test("the server's view of an agent whose signatures were refused for clock skew: F2 says clock skew, not just silence", () => {
+  const skew = {
+    flow: "F2" as const,
+    ok: false as const,
+    observed: "the server's clock is 3600 s ahead of this host's",
+    cause: "clock skew between this host and the control plane",
+    fix: "synchronise both clocks with NTP",
+    code: "CLOCK_SKEW",
+    at: "2026-11-25T04:59:00.000Z",
+  };
+  const findings = runServerDoctor({
+    now: NOW,
+    notSeenAfterMs: 60_000,
+    replicators: [replicator("alive", NOW - 5_000)],
+    sourceServers: [server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 120_000, failedFlow: skew })],
+  });
+  const f2 = findings.find((f) => f.flow === "F2")!;
+  assert.equal(f2.ok, false);
+  assert.equal(f2.code, "CLOCK_SKEW");
+  assert.match(f2.observed, /^s-aaaaaaaaaaaaaaaaa is not seen; the control plane recorded at .*3600 s ahead/);
+});

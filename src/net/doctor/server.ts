@@ -3,7 +3,7 @@
  * its store — replicators whose heartbeats stopped (F4), agents not seen
  * (F2), and the flow each agent last reported failing (usually F7).
  */
-import { findingFor } from "../../model/flow-classify.ts";
+import { agentNotSeenFlow, findingFor } from "../../model/flow-classify.ts";
 import type { FlowId } from "../../model/flows.ts";
 import type { ReplicatorRecord } from "../../model/replicator.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
@@ -28,12 +28,19 @@ export function runServerDoctor(i: ServerDoctorInput): DoctorFinding[] {
     (s) => i.now - (s.agent.lastSeenAt ?? s.agent.registeredAt) > i.notSeenAfterMs,
   );
   for (const s of lateAgents) {
-    const age = (i.now - (s.agent.lastSeenAt ?? s.agent.registeredAt)) / 1000;
-    const f = findingFor(
-      { flow: "F2", role: "service", side: "source" },
-      { check: "heartbeat", who: `the agent of ${s.sourceServerID}`, ageSeconds: age },
-    );
-    out.push({ ...f, checks: [] });
+    const f = agentNotSeenFlow(s.sourceServerID, s.agent, i.now);
+    out.push({
+      flow: f.flow,
+      ok: false,
+      observed:
+        f.code === "AGENT_NOT_SEEN"
+          ? f.observed
+          : `${s.sourceServerID} is not seen; the control plane recorded at ${f.at}: ${f.observed}`,
+      cause: f.cause,
+      fix: f.fix,
+      ...(f.code ? { code: f.code } : {}),
+      checks: [],
+    });
   }
   if (!lateAgents.length) out.push(ok("F2", `${active.length} agent(s) reporting`));
 
