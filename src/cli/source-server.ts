@@ -6,11 +6,21 @@ import type { StoreFlags } from "./server.ts";
 import { addStoreOptions } from "./server.ts";
 import { createControlPlane } from "../control/index.ts";
 import { toSourceServer } from "../model/source-server.ts";
+import { agentNotSeenFlow } from "../model/flow-classify.ts";
 import type { SourceServer } from "../model/mgn-shapes.gen.ts";
 import { silentLogger } from "../lib/log.ts";
 import { FerryError } from "../lib/errors.ts";
 
-async function loadServers(o: StoreFlags): Promise<SourceServer[]> {
+type ListFlags = StoreFlags & { agentNotSeenAfter: string };
+
+function notSeenAfterMs(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new FerryError("USAGE", `--agent-not-seen-after '${text}' must be a positive number of seconds`);
+  return n * 1000;
+}
+
+async function loadServers(o: ListFlags): Promise<SourceServer[]> {
   const cp = await createControlPlane({
     dataDir: o.dataDir,
     region: o.region,
@@ -19,16 +29,23 @@ async function loadServers(o: StoreFlags): Promise<SourceServer[]> {
   });
   try {
     const now = cp.options.now();
-    const opts = { agentNotSeenAfterMs: cp.options.agentNotSeenAfterSeconds * 1000 };
-    // Ferry's addition: the network flow the agent last reported failing (docs/private-network.md).
-    return (await cp.store.sourceServers.list()).map((r) => ({
-      ...toSourceServer(r, now, opts),
-      ...(r.agent.failedFlow ? { failedFlow: r.agent.failedFlow } : {}),
-    }));
+    const opts = { agentNotSeenAfterMs: notSeenAfterMs(o.agentNotSeenAfter) };
+    // Ferry's addition: the network flow failing (docs/private-network.md) — the one the agent
+    // last reported, or F2 when the agent is not seen at all.
+    return (await cp.store.sourceServers.list()).map((r) => {
+      const s = toSourceServer(r, now, opts);
+      const failedFlow =
+        s.dataReplicationInfo?.dataReplicationError?.error === "AGENT_NOT_SEEN"
+          ? agentNotSeenFlow(r.sourceServerID, r.agent, now)
+          : r.agent.failedFlow;
+      return { ...s, ...(failedFlow ? { failedFlow } : {}) };
+    });
   } finally {
     await cp.close();
   }
 }
+
+const NOT_SEEN_HELP = "the server's --agent-not-seen-after: an agent silent this long shows AGENT_NOT_SEEN";
 
 export function registerSourceServer(program: Command, ctx: CliContext): void {
   const noun = program.command("source-server").description("Show source servers (state, replication, lag)");
@@ -36,9 +53,10 @@ export function registerSourceServer(program: Command, ctx: CliContext): void {
     noun
       .command("list")
       .description("List source servers")
-      .option("--json", "print MGN SourceServer objects"),
+      .option("--json", "print MGN SourceServer objects")
+      .option("--agent-not-seen-after <seconds>", NOT_SEEN_HELP, "60"),
     ctx,
-  ).action(async (o: StoreFlags & { json?: boolean }) => {
+  ).action(async (o: ListFlags & { json?: boolean }) => {
     const servers = await loadServers(o);
     if (o.json) return writeJson(ctx.stdout, servers);
     writeLine(
@@ -60,9 +78,13 @@ export function registerSourceServer(program: Command, ctx: CliContext): void {
     }
   });
   addStoreOptions(
-    noun.command("describe").description("Show one source server as JSON").argument("<source-server-id>"),
+    noun
+      .command("describe")
+      .description("Show one source server as JSON")
+      .argument("<source-server-id>")
+      .option("--agent-not-seen-after <seconds>", NOT_SEEN_HELP, "60"),
     ctx,
-  ).action(async (id: string, o: StoreFlags) => {
+  ).action(async (id: string, o: ListFlags) => {
     const s = (await loadServers(o)).find((x) => x.sourceServerID === id);
     if (!s)
       throw new FerryError(
