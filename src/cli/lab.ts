@@ -10,6 +10,13 @@ function replicatorCount(text: string): number {
   return n;
 }
 
+function seconds(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new FerryError("USAGE", `--agent-not-seen-after '${text}' must be a positive number of seconds`);
+  return n;
+}
+
 export function registerLab(program: Command, ctx: CliContext): void {
   const lab = program
     .command("lab")
@@ -24,6 +31,12 @@ export function registerLab(program: Command, ctx: CliContext): void {
     )
     .option("--replicators <n>", "replicators in the staging network", replicatorCount, 1)
     .option("--region <region>", "the control plane's region", "us-east-1")
+    .option(
+      "--agent-not-seen-after <seconds>",
+      "the control plane's --agent-not-seen-after (a silent agent shows AGENT_NOT_SEEN)",
+      seconds,
+      60,
+    )
     .option("--no-publish", "do not build and publish the agent package to the object store")
     .option("--network-only", "build the networks, rules and hosts files only; start no service")
     .option("--json", "print the lab's state as JSON")
@@ -31,6 +44,7 @@ export function registerLab(program: Command, ctx: CliContext): void {
       async (o: {
         replicators: number;
         region: string;
+        agentNotSeenAfter: number;
         publish: boolean;
         networkOnly?: boolean;
         json?: boolean;
@@ -38,7 +52,13 @@ export function registerLab(program: Command, ctx: CliContext): void {
         const { startLab, requireRoot } = await import("../net/lab/index.ts");
         requireRoot();
         const services = !o.networkOnly;
-        const l = await startLab({ replicators: o.replicators, region: o.region, services, env: ctx.env });
+        const l = await startLab({
+          replicators: o.replicators,
+          region: o.region,
+          agentNotSeenAfterSeconds: o.agentNotSeenAfter,
+          services,
+          env: ctx.env,
+        });
         if (services && o.publish) {
           try {
             await l.publishAgentPackage();

@@ -9,127 +9,87 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { open, readFile } from "node:fs/promises";
+import { open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import {
+  agentLog,
+  describeCli as describeCliOf,
+  describeServer as describeServerOf,
+  downloadInstaller,
+  FERRY,
+  type Finding,
+  flow,
+  seen,
+  serverDoctor,
+  serverShows as serverShowsOf,
+  type SourceServer,
+  sourceDoctor,
+  sourceServerIds,
+  until,
+} from "../support/doctor.ts";
 import { createLab, labUnavailable, type Lab } from "../support/lab.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const FERRY = join(ROOT, "bin", "ferry");
 const MiB = 1024 * 1024;
-
-interface Finding {
-  flow: string;
-  ok: boolean;
-  observed: string;
-  cause: string;
-  fix: string;
-  code?: string;
-  skipped?: boolean;
-}
-
-interface SourceServer {
-  sourceServerID: string;
-  dataReplicationInfo?: {
-    dataReplicationState?: string;
-    dataReplicationError?: { error?: string; rawError?: string };
-    dataReplicationInitiation?: { steps?: { name: string; status: string }[] };
-  };
-}
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+/** The control plane's --agent-not-seen-after here: above the agents' 10 s report interval, short enough to wait for. */
+const NOT_SEEN_AFTER_SECONDS = 20;
 
 const skip = labUnavailable();
 
-describe("ferry doctor on the reference private network", { skip, timeout: 170_000 }, () => {
+describe("ferry doctor on the reference private network", { skip, timeout: 480_000 }, () => {
   let lab: Lab;
   let stateDir = "";
   let id = "";
+  let device = "";
 
-  /** `ferry doctor --source --json` on the source host; `args` replace the installed configuration. */
-  async function doctor(
-    args: string[] = [],
-    o: { objectStore?: boolean } = {},
-  ): Promise<{ code: number; flows: Finding[]; text: string }> {
-    const e = lab.endpoints;
-    const r = await lab.exec(
-      "source",
-      FERRY,
-      [
-        "doctor",
-        "--source",
-        "--state-dir",
-        stateDir,
-        ...(o.objectStore
-          ? ["--s3-endpoint", e.objectStore.endpoint, "--s3-ca-file", e.objectStore.caFile]
-          : []),
-        "--timeout-ms",
-        "2000",
-        "--probe-bytes",
-        String(2 * MiB),
-        "--json",
-        ...args,
-      ],
-      { env: lab.sourceEnv(), timeoutMs: 60_000 },
-    );
-    const text = r.stdout.trim();
-    assert.ok(text.startsWith("{"), `doctor printed no JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-    return { code: r.code, flows: (JSON.parse(text) as { flows: Finding[] }).flows, text };
-  }
-
-  function flow(flows: Finding[], id: string): Finding {
-    const f = flows.find((x) => x.flow === id);
-    assert.ok(f, `no ${id} in ${JSON.stringify(flows)}`);
-    return f;
-  }
-
-  async function describeServer(): Promise<SourceServer | undefined> {
-    const r = await lab.mgn<{ items?: SourceServer[] }>("DescribeSourceServers", {
-      filters: { sourceServerIDs: [id] },
-    });
-    return r.items?.[0];
-  }
-
-  /** What `ferry source-server describe` prints on the control plane's host. */
-  async function describeCli(): Promise<SourceServer & { failedFlow?: Finding }> {
-    const r = await lab.exec("service", FERRY, [
-      "source-server",
-      "describe",
-      id,
-      "--data-dir",
-      lab.endpoints.controlPlane.dataDir,
-      "--region",
-      lab.plan.names.region,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as SourceServer & { failedFlow?: Finding };
-  }
+  const doctor = (args: string[] = [], o: { objectStore?: boolean } = {}) =>
+    sourceDoctor(lab, stateDir, args, o);
+  const describeServer = () => describeServerOf(lab, id);
+  const describeCli = () => describeCliOf(lab, id);
 
   /** Waits until the control plane shows the agent's connection failing with `code`. */
-  async function serverShows(code: string): Promise<SourceServer> {
-    return until(`the control plane to show F7 ${code}`, 60_000, async () => {
-      const s = await describeServer();
-      const e = s?.dataReplicationInfo?.dataReplicationError;
-      return e?.rawError?.includes(code) ? s : undefined;
-    }).catch(async (err: unknown) => {
-      const log = lab.process("agent");
-      const tail = log ? (await readFile(log.stderrFile, "utf8").catch(() => "")).slice(-2000) : "";
-      throw new Error(
-        `${(err as Error).message}\n${JSON.stringify(await describeServer())}\nagent:\n${tail}`,
-      );
-    });
+  const serverShows = (code: string): Promise<SourceServer> =>
+    serverShowsOf(lab, id, `F7 ${code}`, (s) =>
+      Boolean(s.dataReplicationInfo?.dataReplicationError?.rawError?.includes(code)),
+    );
+
+  /**
+   * The control plane's own knowledge of an agent that cannot reach it: once
+   * no report has arrived for --agent-not-seen-after, the server is STALLED
+   * with AGENT_NOT_SEEN naming F2, in the API, in `ferry source-server
+   * describe` (failedFlow) and in `ferry doctor --server`.
+   */
+  async function serverShowsNotSeen(): Promise<void> {
+    const s = await serverShowsOf(
+      lab,
+      id,
+      "AGENT_NOT_SEEN",
+      (x) => x.dataReplicationInfo?.dataReplicationError?.error === "AGENT_NOT_SEEN",
+      (NOT_SEEN_AFTER_SECONDS + 40) * 1000,
+    );
+    assert.equal(s.dataReplicationInfo?.dataReplicationState, "STALLED");
+    assert.match(
+      s.dataReplicationInfo?.dataReplicationError?.rawError ?? "",
+      /flow F2 .*ferry doctor --source/,
+    );
+    const cli = await describeCli();
+    assert.equal(cli.failedFlow?.flow, "F2");
+    assert.equal(cli.failedFlow.code, "AGENT_NOT_SEEN");
+    assert.match(cli.failedFlow.observed, new RegExp(`no heartbeat from the agent of ${id} for \\d+ s`));
+    const server = await serverDoctor(lab);
+    assert.equal(server.code, 1);
+    const f2 = flow(server.flows, "F2");
+    assert.equal(f2.code, "AGENT_NOT_SEEN", JSON.stringify(f2));
+  }
+
+  /** After a knob is undone: the agent reports again (bounded), so the next case starts clean. */
+  async function agentBack(): Promise<void> {
+    await serverShowsOf(lab, id, "the agent seen again", seen, 60_000);
   }
 
   before(async () => {
-    lab = await createLab();
+    lab = await createLab({ agentNotSeenAfterSeconds: NOT_SEEN_AFTER_SECONDS });
     const disk = await lab.addSourceDisk(8 * MiB);
+    device = disk.device;
     const fh = await open(disk.device, "r+");
     await fh.write(randomBytes(4 * MiB), 0, 4 * MiB, 0);
     await fh.sync();
@@ -185,6 +145,18 @@ describe("ferry doctor on the reference private network", { skip, timeout: 170_0
     if (!lab) return;
     const report = await lab.close();
     assert.deepEqual(report.errors, []);
+  });
+
+  it("the agent package not published: F1 names it; once published, F1 passes", async () => {
+    const before = flow((await doctor([], { objectStore: true })).flows, "F1");
+    assert.equal(before.ok, false);
+    assert.equal(before.code, "PACKAGE_NOT_PUBLISHED", JSON.stringify(before));
+    assert.match(before.observed, /ferry-agent-linux-x64\.tar\.gz\.sha256 answered 404/);
+    assert.match(before.fix, /ferry release publish/);
+    await lab.publishAgentPackage();
+    const after = flow((await doctor([], { objectStore: true })).flows, "F1");
+    assert.equal(after.ok, true, JSON.stringify(after));
+    assert.match(after.observed, /\/latest\/linux\/ferry-agent-linux-x64\.tar\.gz\.sha256 is published/);
   });
 
   it("1500 not allowed to the replicator: F7, the security group; the server shows FAILED_TO_CONNECT_AGENT_TO_REPLICATION_SERVER", async () => {
@@ -261,9 +233,22 @@ describe("ferry doctor on the reference private network", { skip, timeout: 170_0
       assert.equal(f1.code, "SG_443_MISSING");
       assert.match(f1.cause, /object-store endpoint's security group drops TCP 443/);
       assert.equal(flow(flows, "F2").ok, true);
+      // The operator's first step fails: the installer cannot be downloaded, so nothing can
+      // register — the control plane has no new source server (MGN's console shows none). The
+      // registered agent never uses F1 again: its server shows no error.
+      const installer = join(lab.dir, "source", "installer-f1-blocked");
+      const dl = await downloadInstaller(lab, installer, 3);
+      assert.equal(dl.code, 28, `the download was not dropped: ${dl.stderr}`);
+      assert.deepEqual(await sourceServerIds(lab), [id]);
+      const s = await describeServer();
+      assert.equal(s?.dataReplicationInfo?.dataReplicationError, undefined, JSON.stringify(s));
+      assert.equal((await describeCli()).failedFlow, undefined);
     } finally {
       await lab.allowObjectStore();
     }
+    // The rule was the only block: the same download now works.
+    const again = await downloadInstaller(lab, join(lab.dir, "source", "installer-f1-open"));
+    assert.equal(again.code, 0, again.stderr);
   });
 
   it("missing hosts line for the service name: F3, and F2 blocked by it", async () => {
@@ -277,9 +262,14 @@ describe("ferry doctor on the reference private network", { skip, timeout: 170_0
       const f2 = flow(flows, "F2");
       assert.equal(f2.ok, false);
       assert.equal(f2.code, "BLOCKED");
+      // The running agent cannot resolve the service name either: its reports stop, and the
+      // control plane, which the agent cannot tell, shows what it knows.
+      await serverShowsNotSeen();
+      assert.match(await agentLog(lab, 4000), /report to the control plane failed.*(EAI_AGAIN|ENOTFOUND)/);
     } finally {
       await lab.restoreServiceHostsLine();
     }
+    await agentBack();
   });
 
   it("missing return route: every staging endpoint times out, named as the return route", async () => {
@@ -292,9 +282,12 @@ describe("ferry doctor on the reference private network", { skip, timeout: 170_0
         assert.match(f.cause, /no route back to the source/);
       }
       assert.equal(flow(flows, "F3").ok, true);
+      // The agent's reports are lost on the way back too: AGENT_NOT_SEEN, F2.
+      await serverShowsNotSeen();
     } finally {
       await lab.restoreReturnRoute();
     }
+    await agentBack();
   });
 
   it("return route missing on the replicator only: the source sees a drop, the replicator's doctor names the return route", async () => {
@@ -355,6 +348,30 @@ describe("ferry doctor on the reference private network", { skip, timeout: 170_0
       const f2 = flow(flows, "F2");
       assert.equal(f2.code, "CA_FINGERPRINT_MISMATCH");
       assert.match(f2.cause, /wrong CA fingerprint/);
+
+      // The installer itself, on a machine not yet registered (its own machine id): it
+      // downloads the package through F1, runs this doctor before registering, and stops.
+      // The control plane never hears of it — the TLS handshake is all it sees, and that
+      // carries no identity — so no source server appears.
+      const installer = join(lab.dir, "source", "ferry-installer-init");
+      const dl = await downloadInstaller(lab, installer);
+      assert.equal(dl.code, 0, dl.stderr);
+      const machineId = join(lab.dir, "source", "machine-id-wrong-ca");
+      await writeFile(machineId, `${randomBytes(16).toString("hex")}\n`);
+      const inst = await lab.exec(
+        "source",
+        "dash",
+        [
+          installer,
+          ...lab.installerArgs({ devices: [device], installDir: join(lab.dir, "source", "opt-wrong-ca") }),
+        ],
+        { env: { ...lab.sourceEnv(), FERRY_MACHINE_ID_FILE: machineId }, timeoutMs: 90_000 },
+      );
+      const out = `${inst.stdout}\n${inst.stderr}`;
+      assert.equal(inst.code, 8, out);
+      assert.match(out, /CA_FINGERPRINT_MISMATCH/);
+      assert.match(out, /nothing was registered/);
+      assert.deepEqual(await sourceServerIds(lab), [id]);
     } finally {
       await lab.useRightCaFingerprint();
     }

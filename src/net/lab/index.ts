@@ -34,6 +34,12 @@ export interface LabOptions extends LabPlanOptions {
   /** Start the object store, the control plane and the replicators. @default true */
   services?: boolean;
   env?: NodeJS.ProcessEnv;
+  /**
+   * The control plane's --agent-not-seen-after: tests that wait for
+   * AGENT_NOT_SEEN make it short (above the agents' 10 s report interval).
+   * @default 60
+   */
+  agentNotSeenAfterSeconds?: number;
 }
 
 export function requireRoot(): void {
@@ -75,7 +81,10 @@ export async function startLab(o: LabOptions = {}): Promise<Lab> {
     await writeFile(join(source, "fake-root", "proc", "self", "mountinfo"), "");
     await writeFile(join(source, "machine-id"), `${randomBytes(16).toString("hex")}\n`);
     if (o.services === false) return lab;
-    const [objectStore, controlPlane] = await Promise.all([startObjectStore(lab), startControlPlane(lab)]);
+    const [objectStore, controlPlane] = await Promise.all([
+      startObjectStore(lab),
+      startControlPlane(lab, 0, o.agentNotSeenAfterSeconds),
+    ]);
     const [operator, install, replicator] = await Promise.all(
       (["operator", "install", "replicator"] as const).map((scope) =>
         createAccessKey(controlPlane.dataDir, state.plan.names.region, scope),

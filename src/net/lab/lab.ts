@@ -217,6 +217,8 @@ export class Lab {
       cp.dataDir,
       "--region",
       this.plan.names.region,
+      "--agent-not-seen-after",
+      String(cp.agentNotSeenAfterSeconds),
       "--json",
     ]);
     return JSON.parse(out) as T[];
@@ -345,7 +347,12 @@ export class Lab {
    */
   async skewServerClock(seconds: number): Promise<void> {
     await this.stop("control-plane");
-    this.state.endpoints = { ...this.endpoints, controlPlane: await startControlPlane(this, seconds) };
+    const controlPlane = await startControlPlane(
+      this,
+      seconds,
+      this.endpoints.controlPlane.agentNotSeenAfterSeconds,
+    );
+    this.state.endpoints = { ...this.endpoints, controlPlane };
     await knobs.markKnob(this, "clock-skew", seconds ? `${seconds} s` : undefined);
   }
   restoreServerClock(): Promise<void> {

@@ -127,10 +127,17 @@ export async function startObjectStore(lab: ProcessHost): Promise<LabEndpoints["
   };
 }
 
-/** `ferry server` on the service endpoint, 443; `skewSeconds` shifts its clock (the skew knob). */
+/** How long a silent agent takes to show AGENT_NOT_SEEN, unless the lab is told otherwise (`ferry server`'s default). */
+export const AGENT_NOT_SEEN_AFTER_SECONDS = 60;
+
+/**
+ * `ferry server` on the service endpoint, 443; `skewSeconds` shifts its clock
+ * (the skew knob); `agentNotSeenAfterSeconds` is its --agent-not-seen-after.
+ */
 export async function startControlPlane(
   lab: ProcessHost,
   skewSeconds = 0,
+  agentNotSeenAfterSeconds = AGENT_NOT_SEEN_AFTER_SECONDS,
 ): Promise<LabEndpoints["controlPlane"]> {
   const { plan, dir } = lab.state;
   const host = hostOf(plan, "service");
@@ -154,6 +161,8 @@ export async function startControlPlane(
       dataDir,
       "--region",
       plan.names.region,
+      "--agent-not-seen-after",
+      String(agentNotSeenAfterSeconds),
       "--json",
     ],
     env,
@@ -164,6 +173,7 @@ export async function startControlPlane(
     caFile: String(info.caFile),
     caFingerprint: String(info.caFingerprint),
     dataDir,
+    agentNotSeenAfterSeconds,
   };
 }
 

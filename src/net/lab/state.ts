@@ -32,6 +32,8 @@ export interface LabEndpoints {
     caFile: string;
     caFingerprint: string;
     dataDir: string;
+    /** `ferry server --agent-not-seen-after`: a silent agent shows AGENT_NOT_SEEN after this long. */
+    agentNotSeenAfterSeconds: number;
   };
   objectStore: {
     /** The --s3-endpoint value: the object-store name. */
