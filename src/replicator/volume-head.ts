@@ -82,6 +82,8 @@ export interface VolumeOptions {
   segmentBytes?: number;
   /** Without appendable objects (S3): flush when this much is buffered. @default 32 MiB */
   bufferBytes?: number;
+  /** A writable open's lease lapses after this long without renewal (volume-lease.ts). @default 20 s */
+  leaseTtlMs?: number;
 }
 
 export interface OpenSegment {

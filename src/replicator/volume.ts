@@ -46,6 +46,7 @@ import {
 } from "./volume-head.ts";
 import { VolumeReader } from "./volume-read.ts";
 import { recoverVolume } from "./volume-recover.ts";
+import { WriterLease } from "./volume-lease.ts";
 
 export {
   checkName,
@@ -65,6 +66,8 @@ export class StagingVolume extends VolumeReader {
   private readonly segmentBytes: number;
   private readonly bufferBytes: number;
   private closed = false;
+  /** The writer's lease (writable opens): every store mutation is preceded by a fresh one. */
+  private lease: WriterLease | undefined;
 
   private constructor(store: ObjectStore, prefix: string, head: HeadRecord, o: VolumeOptions) {
     super(store, prefix, head, o.readOnly ?? false);
@@ -86,9 +89,15 @@ export class StagingVolume extends VolumeReader {
       const vol = new StagingVolume(store, prefix, head, o);
       try {
         const { readOnly, map, segments } = vol;
+        if (!readOnly) {
+          // Before recovery, which deletes: a released server's volume takes no writes at all.
+          vol.lease = new WriterLease(store, prefix, sourceServerId, o.leaseTtlMs);
+          await vol.lease.acquire();
+        }
         vol.open = await recoverVolume({ store, prefix, readOnly, head, map, segments });
         return vol;
       } catch (err) {
+        await vol.lease?.drop();
         // A reader beside a live replicator can see the open segment sealed (renamed)
         // between reading the head and reading the segment: read the head again.
         const code = err instanceof FerryError ? err.code : undefined;
@@ -132,6 +141,7 @@ export class StagingVolume extends VolumeReader {
   /** Writes verified data and its per-block hashes; blocks identical to the head's are skipped. */
   async writeData(offset: number, data: Buffer, hashes: Buffer): Promise<void> {
     this.checkRange(offset, data.length);
+    await this.lease?.ensure();
     const bs = this.head.hashBlockSize;
     const first = offset / bs;
     const n = Math.ceil(data.length / bs);
@@ -156,6 +166,7 @@ export class StagingVolume extends VolumeReader {
   /** Makes a range read as zeros (only blocks not already zero get a record). */
   async writeZero(offset: number, length: number): Promise<void> {
     this.checkRange(offset, length);
+    await this.lease?.ensure();
     const bs = this.head.hashBlockSize;
     const first = offset / bs;
     const n = Math.ceil(length / bs);
@@ -332,7 +343,11 @@ export class StagingVolume extends VolumeReader {
 
   /** Runs `fn` with no flush, seal, snapshot or compaction beside it (writes may continue). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lock.then(fn, fn);
+    const guarded = async () => {
+      await this.lease?.ensure();
+      return fn();
+    };
+    const run = this.lock.then(guarded, guarded);
     this.lock = run.catch(() => {});
     return run;
   }
@@ -367,5 +382,6 @@ export class StagingVolume extends VolumeReader {
     this.closed = true;
     await this.lock.catch(() => {});
     await this.open?.app?.close();
+    await this.lease?.drop();
   }
 }

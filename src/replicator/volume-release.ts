@@ -1,0 +1,207 @@
+/**
+ * Releasing a source server's staging volumes (FinalizeCutover,
+ * DisconnectFromService): the release marker first, then each volume removed
+ * once no writer holds it (volume-lease.ts explains why that is safe), then
+ * the marker completed. Idempotent; a release interrupted by a crash or a
+ * restart is found again by `pendingReleases` and finished.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { FerryError } from "../lib/errors.ts";
+import { type Logger, silentLogger } from "../lib/log.ts";
+import type { ObjectStore } from "./store/object-store.ts";
+import {
+  LEASE_TTL_MS,
+  RELEASE_HOLD_MS,
+  leaseKey,
+  readReleaseMarker,
+  releaseMarkerKey,
+  type ReleaseMarker,
+} from "./volume-lease.ts";
+import { checkName, volumePrefix } from "./volume-head.ts";
+
+export interface ReleaseOptions {
+  /** Why (in the marker and in a refused agent's error). @default "released" */
+  reason?: string;
+  /** How long a writer's lease may stay unchanged before it counts as gone. @default LEASE_TTL_MS */
+  ttlMs?: number;
+  /** Give up (VOLUME_IN_USE) when a volume is still in use after this long. @default 2 × ttlMs + 5 s */
+  maxWaitMs?: number;
+  /** @default 250 ms */
+  pollMs?: number;
+  /** Writers are refused this long after the release completes. @default RELEASE_HOLD_MS (1 h) */
+  holdMs?: number;
+  /** In-process readers of a volume (a launch reading a snapshot): the removal waits for them too. */
+  inUse?: (prefix: string) => boolean;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+export interface ReleaseResult {
+  sourceServerId: string;
+  disks: string[];
+  removedObjects: number;
+}
+
+/** The disk ids with any object under `volumes/<server>/` (also volumes with no head left). */
+async function volumesOf(store: ObjectStore, sourceServerId: string): Promise<string[]> {
+  const prefix = `volumes/${checkName("sourceServerId", sourceServerId)}/`;
+  const disks = new Set<string>();
+  for (const o of await store.list(prefix)) {
+    const rest = o.key.slice(prefix.length);
+    const slash = rest.indexOf("/");
+    if (slash > 0) disks.add(rest.slice(0, slash));
+  }
+  return [...disks].sort();
+}
+
+/** Waits until no writer holds the volume: its lease absent, or unchanged for a whole ttl (its writer is gone). */
+async function waitForWriters(store: ObjectStore, prefix: string, o: ReleaseOptions): Promise<void> {
+  const ttl = o.ttlMs ?? LEASE_TTL_MS;
+  const maxWait = o.maxWaitMs ?? 2 * ttl + 5000;
+  const poll = o.pollMs ?? 250;
+  const start = performance.now();
+  let last = (await store.getMeta(leaseKey(prefix)))?.toString("utf8");
+  let since = performance.now();
+  for (;;) {
+    const readers = o.inUse?.(prefix) ?? false;
+    if (!readers && last === undefined) return;
+    if (!readers && performance.now() - since >= ttl) {
+      o.log?.warn("removing a volume whose writer's lease lapsed", { prefix, lease: last });
+      return;
+    }
+    if (performance.now() - start >= maxWait) {
+      throw new FerryError(
+        "VOLUME_IN_USE",
+        `staging volume ${prefix} of ${store.location} is still ${readers ? "being read by a launch" : "written by a live replicator session"} after ${Math.round(maxWait / 1000)} s; the release marker stays and the removal is retried`,
+        { details: { prefix, lease: last ?? null } },
+      );
+    }
+    await sleep(poll, undefined, o.signal ? { signal: o.signal } : {});
+    const now = (await store.getMeta(leaseKey(prefix)))?.toString("utf8");
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
+  }
+}
+
+/** Releases every staging volume of a source server: one attempt, bounded by `maxWaitMs` per volume. */
+export async function releaseServerVolumes(
+  store: ObjectStore,
+  sourceServerId: string,
+  o: ReleaseOptions = {},
+): Promise<ReleaseResult> {
+  const log = o.log ?? silentLogger;
+  let marker = await readReleaseMarker(store, sourceServerId);
+  if (!marker || marker.completedAt) {
+    marker = {
+      sourceServerId,
+      requestedAt: new Date().toISOString(),
+      reason: o.reason ?? "released",
+      holdMs: o.holdMs ?? RELEASE_HOLD_MS,
+    };
+    await store.putMeta(releaseMarkerKey(sourceServerId), Buffer.from(JSON.stringify(marker, null, 2)));
+  }
+  const disks = await volumesOf(store, sourceServerId);
+  let removedObjects = 0;
+  for (const diskId of disks) {
+    const prefix = volumePrefix(sourceServerId, diskId);
+    await waitForWriters(store, prefix, o);
+    removedObjects += await store.removeVolume(prefix);
+  }
+  const done: ReleaseMarker = { ...marker, completedAt: new Date().toISOString() };
+  await store.putMeta(releaseMarkerKey(sourceServerId), Buffer.from(JSON.stringify(done, null, 2)));
+  log.info("staging volumes released", { sourceServerId, disks, removedObjects });
+  return { sourceServerId, disks, removedObjects };
+}
+
+/** Source servers whose release was requested and has not completed (interrupted, or deferred by a live writer). */
+export async function pendingReleases(store: ObjectStore): Promise<string[]> {
+  const out: string[] = [];
+  for (const o of await store.list("volumes/")) {
+    const m = /^volumes\/([^/]+)\/released\.json$/.exec(o.key);
+    if (!m) continue;
+    const marker = await readReleaseMarker(store, m[1]!);
+    if (marker && !marker.completedAt) out.push(m[1]!);
+  }
+  return out;
+}
+
+export interface StagingReleaserOptions extends Omit<ReleaseOptions, "signal"> {
+  store: ObjectStore;
+  /** A release that could not finish is tried again after this long. @default 30 s */
+  retryMs?: number;
+  /** Tries per release before it waits for the next start (`resumePending`). @default 20 */
+  attempts?: number;
+}
+
+export interface StagingReleaser {
+  /** Releases a server's volumes; resolves when done, rejects after the first failed attempt (later attempts go on in the background). */
+  release(sourceServerId: string, reason?: string): Promise<ReleaseResult>;
+  /** Finishes releases a previous process left unfinished (in the background). */
+  resumePending(): Promise<string[]>;
+  /** Stops waiting and retrying. */
+  close(): Promise<void>;
+}
+
+/** The host's releaser: one attempt now, retries in the background, resumption at start. */
+export function createStagingReleaser(o: StagingReleaserOptions): StagingReleaser {
+  const stop = new AbortController();
+  const log = o.log ?? silentLogger;
+  const tasks = new Set<Promise<unknown>>();
+  const attempts = o.attempts ?? 20;
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    tasks.add(p);
+    void p.finally(() => tasks.delete(p)).catch(() => {});
+    return p;
+  };
+  const once = (id: string, reason?: string) =>
+    releaseServerVolumes(o.store, id, {
+      ...o,
+      ...(reason ? { reason } : {}),
+      signal: stop.signal,
+      log,
+    });
+  const retry = async (id: string, reason: string | undefined, from: number) => {
+    for (let n = from; n <= attempts && !stop.signal.aborted; n++) {
+      try {
+        await sleep(o.retryMs ?? 30_000, undefined, { signal: stop.signal });
+        await once(id, reason);
+        return;
+      } catch (err) {
+        if (stop.signal.aborted) return;
+        log.warn("staging release attempt failed", { sourceServerId: id, attempt: n, error: String(err) });
+      }
+    }
+  };
+  return {
+    async release(id, reason) {
+      try {
+        return await track(once(id, reason));
+      } catch (err) {
+        if (!stop.signal.aborted) void track(retry(id, reason, 2));
+        throw err;
+      }
+    },
+    async resumePending() {
+      const ids = await pendingReleases(o.store);
+      for (const id of ids) {
+        void track(
+          once(id).catch((err: unknown) => {
+            if (stop.signal.aborted) return;
+            log.warn("could not finish an interrupted staging release", {
+              sourceServerId: id,
+              error: String(err),
+            });
+            return retry(id, undefined, 2);
+          }),
+        );
+      }
+      return ids;
+    },
+    async close() {
+      stop.abort();
+      await Promise.allSettled([...tasks]);
+    },
+  };
+}
