@@ -26,6 +26,8 @@ export const AGENT_REGISTER_PATH = "/ferry/agent/register";
 export const AGENT_REPORT_PATH = "/ferry/agent/report";
 /** Read-only: what the control plane would answer a report with, for `ferry doctor`. */
 export const AGENT_ASSIGNMENT_PATH = "/ferry/agent/assignment";
+/** The agent's acknowledgement that it uninstalled itself after FinalizeCutover / DisconnectFromService. */
+export const AGENT_UNINSTALLED_PATH = "/ferry/agent/uninstalled";
 
 /**
  * The agent package as the control plane serves it (docs/installer.md):
@@ -146,10 +148,27 @@ export const AgentReportResponse = z.object({
   replicationConfiguration: ReplicationConfiguration,
   replicator: ReplicatorAssignment.optional(),
   reportIntervalSeconds: z.number(),
-  /** The server was cut over (FinalizeCutover): stop replicating and remove the agent's state. */
+  /**
+   * The server was cut over (FinalizeCutover) or disconnected (DisconnectFromService): stop
+   * replicating, remove the agent's state and service, then acknowledge on AGENT_UNINSTALLED_PATH.
+   */
   uninstall: z.boolean().optional(),
 });
 export type AgentReportResponse = z.infer<typeof AgentReportResponse>;
+
+/** The agent's last call: it has uninstalled itself; its credentials are revoked on receipt. */
+export const AgentUninstalledRequest = z.object({
+  sourceServerID: SourceServerID,
+  /** What the agent removed, for the control plane's log. */
+  removed: z.array(z.string().max(4096)).max(20).optional(),
+});
+export type AgentUninstalledRequest = z.input<typeof AgentUninstalledRequest>;
+
+export const AgentUninstalledResponse = z.object({
+  sourceServerID: SourceServerID,
+  credentialsRevoked: z.boolean(),
+});
+export type AgentUninstalledResponse = z.infer<typeof AgentUninstalledResponse>;
 
 export const AgentAssignmentRequest = z.object({ sourceServerID: SourceServerID });
 

@@ -43,6 +43,10 @@ export interface AgentStatus {
   initialSyncCompletedAt?: number;
   /** The network flow the agent last reported failing (Ferry; see flows.ts). */
   failedFlow?: ObservedFlowFailure;
+  /** FinalizeCutover / DisconnectFromService: when the agent was told to uninstall (its keys die after a grace period). */
+  uninstallRequestedAt?: number;
+  /** When the agent acknowledged that it uninstalled itself (its keys were revoked then). */
+  uninstalledAt?: number;
 }
 
 export interface SourceServerRecord {
