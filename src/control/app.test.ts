@@ -265,7 +265,16 @@ test("lifecycle: pause/resume/stop/start, disconnect, archive, delete — and re
     assert.equal((d.body as SourceServer).dataReplicationInfo?.dataReplicationState, "DISCONNECTED");
     expectError(await op("DisconnectFromService"), 409, "ConflictException");
     expectError(await op("StartReplication"), 409, "ConflictException");
-    // Disconnecting revoked the agent's credentials.
+    // The agent hears "uninstall" first; its acknowledgement revokes its credentials.
+    const told = await t.call(
+      "/ferry/agent/report",
+      { sourceServerID: id, dataReplicationState: "CONTINUOUS" },
+      { creds: agentCredentials },
+    );
+    assert.equal(told.status, 200, JSON.stringify(told.body));
+    assert.equal(told.body.uninstall, true);
+    const ack = await t.call("/ferry/agent/uninstalled", { sourceServerID: id }, { creds: agentCredentials });
+    assert.equal(ack.status, 200, JSON.stringify(ack.body));
     const late = await t.call(
       "/ferry/agent/report",
       { sourceServerID: id, dataReplicationState: "CONTINUOUS" },

@@ -18,6 +18,7 @@ import { register, report } from "./agent-api/handlers.ts";
 import { registerReplicator } from "./agent-api/replicators.ts";
 import { assignment } from "./agent-api/assignment.ts";
 import { noteRefusedSignature } from "./agent-api/auth-failures.ts";
+import { acknowledgeUninstall, refuseRevokedAgentKey } from "./api/lifecycle.ts";
 import { createAgentPackageRoutes } from "./agent-package.ts";
 import { REPLICATOR_REGISTER_PATH, ReplicatorRegisterRequest } from "../model/replicator.ts";
 import {
@@ -27,7 +28,9 @@ import {
   AGENT_REGISTER_PATH,
   AGENT_REPORT_PATH,
   AGENT_ASSIGNMENT_PATH,
+  AGENT_UNINSTALLED_PATH,
   AgentAssignmentRequest,
+  AgentUninstalledRequest,
   AgentRegisterRequest,
   AgentReportRequest,
 } from "../model/agent-api.ts";
@@ -133,11 +136,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
       throw err;
     });
     const row = resolved!.row;
-    return {
+    const caller: Caller = {
       accessKeyId,
       scope: row.scope,
       ...(row.sourceServerID ? { sourceServerID: row.sourceServerID } : {}),
     };
+    // A disconnected server's agent past its uninstall grace period: the key is revoked now.
+    await refuseRevokedAgentKey(base, caller);
+    return caller;
   }
 
   /** Reads, authenticates, runs, logs and measures one API call. */
@@ -229,6 +235,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   );
   app.post(AGENT_ASSIGNMENT_PATH, (c) =>
     serve(c, "ferry:AgentAssignment", (ctx, body) => assignment(ctx, validate(AgentAssignmentRequest, body))),
+  );
+  app.post(AGENT_UNINSTALLED_PATH, (c) =>
+    serve(c, "ferry:AgentUninstalled", (ctx, body) =>
+      acknowledgeUninstall(ctx, validate(AgentUninstalledRequest, body)),
+    ),
   );
   app.post(REPLICATOR_REGISTER_PATH, (c) =>
     serve(c, "ferry:ReplicatorRegister", (ctx, body) =>

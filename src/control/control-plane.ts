@@ -19,6 +19,7 @@ import { createMetrics } from "./metrics.ts";
 import { resolveAgentPackageDir } from "./agent-package.ts";
 import { computeDataReplicationInfo } from "../model/source-server.ts";
 import { createJobRunner, loadRunnerId } from "./jobs/runner.ts";
+import { startKeyRevocationSweep } from "./api/lifecycle.ts";
 
 export interface ControlPlane {
   app: Hono<never>;
@@ -59,18 +60,26 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     : undefined;
   // A job the previous process left running is failed now, not left STARTED forever.
   await jobs?.recover();
+  const base = {
+    store,
+    accessKeys,
+    now: o.now,
+    region: o.region,
+    accountId: o.accountId,
+    stateOptions,
+    reportIntervalSeconds: o.reportIntervalSeconds,
+    agentUninstallGraceSeconds: o.agentUninstallGraceSeconds,
+    dataPlaneCa,
+    ...(jobs ? { jobs } : {}),
+  };
+  // Keys of disconnected agents that never call again (each agent call checks its own as well).
+  const sweep = startKeyRevocationSweep(
+    base,
+    Math.max(1, Math.min(60, o.agentUninstallGraceSeconds / 2)) * 1000,
+    (err) => o.logger.warn("revoking disconnected agents' keys failed; retrying", { error: String(err) }),
+  );
   const app = createApp({
-    base: {
-      store,
-      accessKeys,
-      now: o.now,
-      region: o.region,
-      accountId: o.accountId,
-      stateOptions,
-      reportIntervalSeconds: o.reportIntervalSeconds,
-      dataPlaneCa,
-      ...(jobs ? { jobs } : {}),
-    },
+    base,
     logger: o.logger,
     agentPackageDir: resolveAgentPackageDir(o.dataDir),
     metrics: createMetrics(),
@@ -90,6 +99,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     accessKeys,
     options: o,
     async close() {
+      await sweep.stop();
       await jobs?.close();
       await store.close();
     },

@@ -4,6 +4,7 @@ import type { Logger } from "../lib/log.ts";
 import { createLogger } from "../lib/log.ts";
 import { FerryError } from "../lib/errors.ts";
 import type { Launcher } from "../model/launch.ts";
+import { DEFAULT_AGENT_UNINSTALL_GRACE_SECONDS } from "./api/lifecycle.ts";
 
 export interface ControlPlaneOptions {
   /** Where the SQLite database, the master key and the certificates live. */
@@ -20,6 +21,12 @@ export interface ControlPlaneOptions {
   agentNotSeenAfterSeconds?: number;
   /** How often agents are asked to report. @default 10 */
   reportIntervalSeconds?: number;
+  /**
+   * After FinalizeCutover / DisconnectFromService the agent is told to uninstall and keeps its
+   * keys until it acknowledges, or for this long at most.
+   * @default env FERRY_AGENT_UNINSTALL_GRACE_SECONDS, else 3600
+   */
+  agentUninstallGraceSeconds?: number;
   /** @default Date.now */
   now?: () => number;
   /** @default JSON lines on stderr */
@@ -38,6 +45,7 @@ export interface ResolvedControlPlaneOptions {
   masterKeyFile: string;
   agentNotSeenAfterSeconds: number;
   reportIntervalSeconds: number;
+  agentUninstallGraceSeconds: number;
   now: () => number;
   logger: Logger;
   launcher: Launcher | undefined;
@@ -69,8 +77,21 @@ export function resolveControlPlaneOptions(o: ControlPlaneOptions): ResolvedCont
     masterKeyFile: join(o.dataDir, "master.key"),
     agentNotSeenAfterSeconds: o.agentNotSeenAfterSeconds ?? 60,
     reportIntervalSeconds: o.reportIntervalSeconds ?? 10,
+    agentUninstallGraceSeconds: resolveGrace(o.agentUninstallGraceSeconds),
     now: o.now ?? Date.now,
     logger: o.logger ?? createLogger({ fields: { component: "control" } }),
     launcher: o.launcher,
   };
+}
+
+function resolveGrace(given: number | undefined): number {
+  const env = process.env.FERRY_AGENT_UNINSTALL_GRACE_SECONDS;
+  const value =
+    given ?? (env !== undefined && env !== "" ? Number(env) : DEFAULT_AGENT_UNINSTALL_GRACE_SECONDS);
+  if (!Number.isFinite(value) || value < 0)
+    throw new FerryError(
+      "BAD_UNINSTALL_GRACE",
+      `The agent uninstall grace period must be a number of seconds, 0 or more (got '${String(given ?? env)}'); check FERRY_AGENT_UNINSTALL_GRACE_SECONDS.`,
+    );
+  return value;
 }

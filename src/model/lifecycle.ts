@@ -175,7 +175,10 @@ export function assertTerminable(r: Rec): void {
     refuse(r, "TerminateTargetInstances refused: the source server has no launched instance");
 }
 
-/** FinalizeCutover: CUTOVER, replication disconnected (the agent uninstalls itself on its next report). */
+/**
+ * FinalizeCutover: CUTOVER, replication disconnected; the agent is told to
+ * uninstall itself on its next report (see `agentKeysDue`).
+ */
 export function finalizeCutover(r: Rec, now: number): Rec {
   if (r.isArchived) refuse(r, "FinalizeCutover refused: the source server is archived");
   if (r.lifeCycle.state !== "CUTTING_OVER")
@@ -195,10 +198,16 @@ export function finalizeCutover(r: Rec, now: number): Rec {
   n.lifeCycle.state = "CUTOVER";
   n.lifeCycle.lastCutover = { ...n.lifeCycle.lastCutover, finalized: { apiCallDateTime: isoDateTime(now) } };
   n.replication = { control: "DISCONNECTED" };
+  n.agent.uninstallRequestedAt = now;
   return n;
 }
 
-export function disconnectFromService(r: Rec, _now: number): Rec {
+/**
+ * DisconnectFromService: DISCONNECTED, replication disconnected, and — as
+ * with FinalizeCutover — the agent told to uninstall itself on its next
+ * report. Its keys stay valid until it acknowledges, or the grace period ends.
+ */
+export function disconnectFromService(r: Rec, now: number): Rec {
   if (r.lifeCycle.state === "DISCONNECTED" || r.lifeCycle.state === "CUTOVER")
     refuse(r, "DisconnectFromService refused: the source server is already disconnected");
   if (r.lifeCycle.state === "TESTING" || r.lifeCycle.state === "CUTTING_OVER")
@@ -206,7 +215,37 @@ export function disconnectFromService(r: Rec, _now: number): Rec {
   const n = clone(r);
   n.lifeCycle.state = "DISCONNECTED";
   n.replication = { control: "DISCONNECTED" };
+  n.agent.uninstallRequestedAt = now;
   return n;
+}
+
+/** The agent must uninstall itself: the operator took the server out of replication for good. */
+export function agentMustUninstall(r: Rec): boolean {
+  return r.replication.control === "DISCONNECTED";
+}
+
+/** The agent said it uninstalled itself (only a disconnected server's agent may). */
+export function agentUninstalled(r: Rec, now: number): Rec {
+  if (!agentMustUninstall(r))
+    refuse(
+      r,
+      "The agent may not uninstall: the source server is not disconnected; call DisconnectFromService or FinalizeCutover first",
+    );
+  const n = clone(r);
+  n.agent.uninstalledAt ??= now;
+  return n;
+}
+
+/**
+ * The agent's keys are to be revoked: it acknowledged its uninstall, or it
+ * was told to more than `graceMs` ago (an agent that never reports again
+ * keeps no credentials). A server disconnected before this rule existed has
+ * no request time: its keys are due at once.
+ */
+export function agentKeysDue(r: Rec, now: number, graceMs: number): boolean {
+  if (!agentMustUninstall(r)) return false;
+  if (r.agent.uninstalledAt !== undefined) return true;
+  return now - (r.agent.uninstallRequestedAt ?? -Infinity) >= graceMs;
 }
 
 export function markAsArchived(r: Rec): Rec {

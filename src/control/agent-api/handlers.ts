@@ -15,6 +15,7 @@ import type {
 import type { AgentRegisterRequest, AgentReportRequest } from "../../model/agent-api.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
 import { applyAgentReport } from "../../model/agent-report.ts";
+import { agentMustUninstall } from "../../model/lifecycle.ts";
 import { newSourceServerId, resourceArn } from "../../model/ids.ts";
 import {
   initialLaunchConfiguration,
@@ -177,7 +178,8 @@ export async function report(ctx: OpContext, input: z.infer<typeof AgentReportRe
     replicationConfiguration: next.replicationConfiguration,
     ...(replicator ? { replicator } : {}),
     reportIntervalSeconds: ctx.reportIntervalSeconds,
-    ...(next.lifeCycle.state === "CUTOVER" ? { uninstall: true } : {}),
+    // FinalizeCutover or DisconnectFromService: the agent uninstalls itself, then acknowledges.
+    ...(agentMustUninstall(next) ? { uninstall: true } : {}),
   };
   return { status: 200, body };
 }

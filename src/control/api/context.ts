@@ -26,6 +26,8 @@ export interface OpContext {
   accountId: string;
   stateOptions: ReplicationStateOptions;
   reportIntervalSeconds: number;
+  /** How long a disconnected server's agent keeps its keys to hear "uninstall" (api/lifecycle.ts). */
+  agentUninstallGraceSeconds: number;
   /** Signs source servers' data-plane client certificates (see auth/data-plane-ca.ts). */
   dataPlaneCa: KeyAndCert;
   caller: Caller;

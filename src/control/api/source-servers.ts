@@ -73,8 +73,7 @@ const changeServerLifeCycleState = defineOperation(
 const disconnectFromService = defineOperation(ById, async (ctx, input) => {
   await requireInitialized(ctx);
   const next = await updateServer(ctx, input.sourceServerID, (r) => L.disconnectFromService(r, ctx.now()));
-  // The agent's credentials die with the connection; its next report is refused.
-  await ctx.store.accessKeys.deleteForServer(input.sourceServerID);
+  // The agent's keys stay until it has heard "uninstall" and acknowledged (api/lifecycle.ts).
   ctx.jobs?.releaseStaging(input.sourceServerID);
   return { status: 200, body: project(ctx, next) };
 });
