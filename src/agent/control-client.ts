@@ -1,6 +1,6 @@
 /**
  * The agent's HTTPS client for the control plane's agent routes
- * (`/ferry/agent/register`, `/ferry/agent/report`). Requests are signed with
+ * (`/ferry/agent/register`, `/ferry/agent/report`, `/ferry/agent/uninstalled`). Requests are signed with
  * AWS Signature V4 (service `mgn`) like any MGN client; the control plane's CA
  * is trusted from a file or pinned by its SHA-256 fingerprint (the pinned CA is
  * learned from the server's chain, then used for a fully verified
@@ -11,10 +11,13 @@ import { z } from "zod";
 import {
   AGENT_REGISTER_PATH,
   AGENT_REPORT_PATH,
+  AGENT_UNINSTALLED_PATH,
   AgentRegisterResponse,
   AgentReportResponse,
+  AgentUninstalledResponse,
   type AgentRegisterRequest,
   type AgentReportRequest,
+  type AgentUninstalledRequest,
 } from "../model/agent-api.ts";
 import { createSignedClient } from "../lib/signed-client.ts";
 import type { StaticHosts } from "../lib/static-resolve.ts";
@@ -62,6 +65,8 @@ export type ReportAnswer = z.infer<typeof ReportAnswer>;
 export interface ControlClient {
   register(body: AgentRegisterRequest): Promise<RegisterAnswer>;
   report(body: AgentReportRequest): Promise<ReportAnswer>;
+  /** The agent's last call after uninstalling itself: the control plane revokes its credentials. */
+  uninstalled(body: AgentUninstalledRequest): Promise<AgentUninstalledResponse>;
   /** The CA actually trusted (the file's or the pinned one), to keep for the service. */
   trustedCaPem(): Promise<string | undefined>;
   /** Closes kept-alive connections. */
@@ -76,6 +81,7 @@ export function createControlClient(options: ControlClientOptions): ControlClien
   return {
     register: (body) => client.call(AGENT_REGISTER_PATH, body, RegisterAnswer),
     report: (body) => client.call(AGENT_REPORT_PATH, body, ReportAnswer),
+    uninstalled: (body) => client.call(AGENT_UNINSTALLED_PATH, body, AgentUninstalledResponse),
     trustedCaPem: () => client.trustedCaPem(),
     close: () => client.close(),
   };

@@ -5,7 +5,7 @@
  * service needs (endpoint, per-server credentials, trusted CA, `--resolve`
  * pairs, disks) in its state directory, readable by root only.
  */
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { FerryError, systemErrorCode } from "../lib/errors.ts";
@@ -60,6 +60,8 @@ export const AgentConfig = z.object({
   dataPlane: z.object({ keyFile: z.string(), certFile: z.string(), caFile: z.string() }).optional(),
   /** The replicator the control plane assigned, as it answered (absent until one fits). */
   replicator: z.unknown().optional(),
+  /** The systemd unit installed for this agent (removed when it uninstalls itself). */
+  service: z.object({ unitFile: z.string(), root: z.string() }).optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
@@ -153,6 +155,18 @@ export async function installAgent(o: AgentInstallOptions): Promise<AgentInstall
   } finally {
     client.close();
   }
+}
+
+/** Records the installed service in `<stateDir>/agent.json` (rewritten whole, 0600). */
+export async function recordService(
+  stateDir: string,
+  service: NonNullable<AgentConfig["service"]>,
+): Promise<void> {
+  const config = { ...(await loadAgentConfig(stateDir)), service };
+  const file = join(stateDir, "agent.json");
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, file);
 }
 
 export async function loadAgentConfig(stateDir: string): Promise<AgentConfig> {

@@ -1,78 +1,30 @@
 /**
  * The installed agent's service: `ferry agent run` reports to the control
  * plane every `reportIntervalSeconds` with the per-server credentials from
- * registration and follows what the operator wants (stopping on
- * DISCONNECTED); the systemd unit that runs it.
+ * registration and follows what the operator wants, up to uninstalling
+ * itself after FinalizeCutover / DisconnectFromService. The systemd unit that
+ * runs it is in systemd-unit.ts.
  */
-import { readFile, writeFile, mkdir, rm } from "node:fs/promises";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { FerryError } from "../lib/errors.ts";
 import { parseResolve } from "../lib/static-resolve.ts";
 import type { Logger } from "../lib/log.ts";
 import { createControlClient, type ReportAnswer } from "./control-client.ts";
 import type { AgentConfig } from "./install.ts";
 import { ReplicationDriver } from "./replication-driver.ts";
+import { uninstallSelf } from "./uninstall.ts";
 
-export const UNIT_NAME = "ferry-agent.service";
-
-const run = promisify(execFile);
-
-/** systemd is the init system (the check `sd_booted()` makes). */
-export function systemdRuns(root = "/"): boolean {
-  return existsSync(join(root, "run/systemd/system"));
-}
-
-/** The unit file: the bundled CLI, restarted on failure, state under the install dir. */
-export function renderUnit(installDir: string, stateDir: string): string {
-  return [
-    "[Unit]",
-    "Description=Ferry replication agent",
-    "Documentation=https://github.com/ferry/ferry/blob/main/docs/installer.md",
-    "Wants=network-online.target",
-    "After=network-online.target",
-    "",
-    "[Service]",
-    "Type=simple",
-    `ExecStart=${installDir}/bin/ferry agent run --state-dir ${stateDir}`,
-    `Environment=NODE_COMPILE_CACHE=${installDir}/cache`,
-    "Restart=on-failure",
-    "RestartSec=5",
-    "",
-    "[Install]",
-    "WantedBy=multi-user.target",
-    "",
-  ].join("\n");
-}
-
-/** Writes the unit into `unitDir`; returns its path. Enabling it is the caller's (systemctl). */
-export async function writeUnit(unitDir: string, installDir: string, stateDir: string): Promise<string> {
-  await mkdir(unitDir, { recursive: true });
-  const path = join(unitDir, UNIT_NAME);
-  await writeFile(path, renderUnit(installDir, stateDir), { mode: 0o644 });
-  return path;
-}
-
-/** Writes the unit, then `systemctl daemon-reload` and `enable --now`; returns the unit's path. */
-export async function installService(unitDir: string, installDir: string, stateDir: string): Promise<string> {
-  const path = await writeUnit(unitDir, installDir, stateDir);
-  for (const args of [["daemon-reload"], ["enable", "--now", UNIT_NAME]]) {
-    try {
-      await run("systemctl", args);
-    } catch (err) {
-      const stderr = (err as { stderr?: string }).stderr?.trim();
-      throw new FerryError(
-        "SYSTEMD_FAILED",
-        `systemctl ${args.join(" ")} failed (${stderr || String(err)}): the server is registered; see \`journalctl -u ${UNIT_NAME}\`, or start the agent with ${installDir}/bin/ferry agent run --state-dir ${stateDir}`,
-        { cause: err },
-      );
-    }
-  }
-  return path;
-}
+export {
+  UNIT_NAME,
+  installService,
+  removeService,
+  renderUnit,
+  systemdRuns,
+  unitDirFor,
+  writeUnit,
+  type InstalledService,
+} from "./systemd-unit.ts";
 
 export interface RunAgentOptions {
   config: AgentConfig;
@@ -80,6 +32,8 @@ export interface RunAgentOptions {
   stateDir?: string;
   /** Change tracking tier. @default "auto" */
   tracker?: "auto" | "ebpf" | "scan";
+  /** This process is the systemd service (`INVOCATION_ID` is set): uninstalling disables it without stopping it. @default false */
+  underSystemd?: boolean;
   signal: AbortSignal;
   log: Logger;
   /** Called after every report (tests, progress). */
@@ -87,13 +41,16 @@ export interface RunAgentOptions {
 }
 
 /**
- * Reports until aborted or disconnected by the operator, and replicates the
- * disks to the replicator the control plane assigns (when the agent holds a
- * data-plane certificate). A failed report is logged and retried at the next
- * interval (the control plane shows the server as not seen when they keep
- * failing).
+ * Reports until aborted or told to uninstall, and replicates the disks to the
+ * replicator the control plane assigns (when the agent holds a data-plane
+ * certificate). A failed report is logged and retried at the next interval
+ * (the control plane shows the server as not seen when they keep failing);
+ * a refused key stops replication until the key works again. After
+ * FinalizeCutover or DisconnectFromService the answer says `uninstall`:
+ * replication stops, the agent removes its service and state and
+ * acknowledges (uninstall.ts), and returns "uninstalled".
  */
-export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconnected"> {
+export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconnected" | "uninstalled"> {
   const { config } = o;
   const client = createControlClient({
     endpoint: config.endpoint,
@@ -103,7 +60,6 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
     hosts: parseResolve(config.resolve),
   });
   let interval = config.reportIntervalSeconds;
-  let uninstall = false;
   const driver =
     config.dataPlane && o.stateDir
       ? new ReplicationDriver({
@@ -118,6 +74,7 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
           log: o.log,
         })
       : undefined;
+  let driverClosed = false;
   try {
     while (!o.signal.aborted) {
       try {
@@ -139,30 +96,52 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
         interval = answer.reportIntervalSeconds;
         await driver?.apply(answer as Parameters<ReplicationDriver["apply"]>[0]);
         if (answer.uninstall) {
-          // FinalizeCutover: the source's job is done; its credentials and state go with the agent.
-          o.log.info("the server was cut over: uninstalling the agent", {
+          o.log.info("the server was cut over or disconnected from the service: uninstalling the agent", {
             sourceServerID: config.sourceServerID,
           });
-          uninstall = true;
-          return "disconnected";
+          // Replication stops (trackers saved) before the state they would save into goes.
+          await driver?.close();
+          driverClosed = true;
+          await uninstallSelf({
+            config,
+            stateDir: o.stateDir,
+            underSystemd: o.underSystemd ?? false,
+            acknowledge: (removed) => client.uninstalled({ sourceServerID: config.sourceServerID, removed }),
+            log: o.log,
+          });
+          return "uninstalled";
         }
         if (answer.desiredReplicationState === "DISCONNECTED") {
+          // A control plane that does not ask for the uninstall: stop, keep the state.
           o.log.info("disconnected from service by the operator: stopping", {
             sourceServerID: config.sourceServerID,
           });
           return "disconnected";
         }
       } catch (err) {
-        o.log.warn("report to the control plane failed; retrying", {
-          error: err instanceof Error ? err.message : String(err),
-        });
+        const refused = err instanceof FerryError && KEY_REFUSED.test(String(err.details.errorType ?? ""));
+        if (refused) {
+          // Without valid credentials the agent has no authority to replicate (its key was revoked,
+          // e.g. it missed the uninstall of a disconnected server): it stops until the key works again.
+          await driver?.apply({ desiredReplicationState: "STOPPED" });
+          o.log.error(
+            "the control plane refused this agent's key: replication stopped. Reinstall the agent, or remove it with ferry-installer-init --uninstall",
+            { error: err.message },
+          );
+        } else {
+          o.log.warn("report to the control plane failed; retrying", {
+            error: err instanceof Error ? err.message : String(err),
+          });
+        }
       }
       await sleep(Math.max(1, interval) * 1000, undefined, { signal: o.signal }).catch(() => {});
     }
     return "aborted";
   } finally {
-    await driver?.close();
+    if (!driverClosed) await driver?.close();
     client.close();
-    if (uninstall && o.stateDir) await rm(o.stateDir, { recursive: true, force: true });
   }
 }
+
+/** The refusals that mean the key itself is no good (unknown, revoked), not a passing failure. */
+const KEY_REFUSED = /^(UnrecognizedClientException|InvalidSignatureException)$/;

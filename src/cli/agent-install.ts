@@ -108,11 +108,12 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
     .option("--state-dir <dir>", "agent state (default: <install-dir>/state)")
     .option("--foreground", "run the agent in this process after registering, instead of as a service")
     .option("--no-systemd", "only register: install no systemd unit even where systemd runs")
-    .option("--systemd-unit-dir <dir>", "where the unit file goes", "/etc/systemd/system")
+    .option("--systemd-unit-dir <dir>", "where the unit file goes (default: /etc/systemd/system)")
     .option("--json", "print the result as JSON")
     .action(async (opts: Record<string, unknown>) => {
-      const { installAgent, loadAgentConfig } = await import("../agent/install.ts");
-      const { systemdRuns, installService, runAgent, UNIT_NAME } = await import("../agent/service.ts");
+      const { installAgent, loadAgentConfig, recordService } = await import("../agent/install.ts");
+      const { systemdRuns, installService, runAgent, unitDirFor, UNIT_NAME } =
+        await import("../agent/service.ts");
       const region = opts.region ? String(opts.region) : undefined;
       const accessKeyId = (opts.awsAccessKeyId as string | undefined) ?? ctx.env.AWS_ACCESS_KEY_ID;
       const secretAccessKey =
@@ -171,11 +172,17 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
         forceVolumes: Boolean(opts.forceVolumes),
       });
       const foreground = Boolean(opts.foreground);
-      let service: "systemd" | "foreground" | "none" = "none";
+      let service: "systemd" | "systemd-offline" | "foreground" | "none" = "none";
       let unitFile: string | undefined;
-      if (!foreground && opts.systemd !== false && systemdRuns()) {
-        unitFile = await installService(String(opts.systemdUnitDir), installDir, stateDir);
-        service = "systemd";
+      // FERRY_SYSTEM_ROOT: a tree to install the unit into (an image being prepared, a test).
+      const systemRoot = resolvePath(ctx.env.FERRY_SYSTEM_ROOT ?? "/");
+      if (!foreground && opts.systemd !== false && (systemdRuns(systemRoot) || systemRoot !== "/")) {
+        const unitDir = opts.systemdUnitDir ? String(opts.systemdUnitDir) : unitDirFor(systemRoot);
+        // Recorded before the service starts (and reads it): the agent removes this unit when it uninstalls itself.
+        await recordService(stateDir, { unitFile: join(unitDir, UNIT_NAME), root: systemRoot });
+        const installed = await installService(unitDir, installDir, stateDir, { root: systemRoot });
+        unitFile = installed.unitFile;
+        service = installed.mode === "started" ? "systemd" : "systemd-offline";
       } else if (foreground) service = "foreground";
       if (json) writeJson(ctx.stdout, { ...result, service, unitFile });
       else {
@@ -187,6 +194,11 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
         if (result.sourceServerCount !== undefined)
           writeLine(ctx.stdout, `Source servers in the service: ${result.sourceServerCount}`);
         if (service === "systemd") writeLine(ctx.stdout, `Agent service: ${UNIT_NAME} (enabled and started)`);
+        else if (service === "systemd-offline")
+          writeLine(
+            ctx.stdout,
+            `Agent service: ${unitFile} (enabled; systemd is not running under ${systemRoot}, so not started)`,
+          );
         else if (service === "none")
           writeLine(
             ctx.stdout,
@@ -219,6 +231,8 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
         config,
         stateDir: resolvePath(opts.stateDir),
         tracker: opts.tracker as "auto",
+        // systemd sets INVOCATION_ID for its services: uninstalling then disables without stopping itself.
+        underSystemd: Boolean(ctx.env.INVOCATION_ID),
         signal: ctx.signal,
         log,
       });
