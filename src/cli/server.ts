@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import type { CliContext } from "./context.ts";
 import type { Launcher } from "../model/launch.ts";
+import type { StagingReleaser } from "../replicator/volume-release.ts";
 import { writeJson, writeLine } from "./context.ts";
 import { startServer } from "../control/index.ts";
 import { createLogger } from "../lib/log.ts";
@@ -91,6 +92,8 @@ export function registerServer(program: Command, ctx: CliContext): void {
       "--staging-store <url>",
       "launch test and cutover instances from this staging store (a replicator's data directory, or s3://bucket/prefix); without it StartTest and StartCutover refuse",
     )
+    .option("--s3-endpoint <url>", "S3-compatible endpoint for --staging-store s3://…")
+    .option("--s3-path-style", "path-style S3 addressing (most S3-compatible servers)")
     .option("--launch-dir <dir>", "where launched instances are written (default: <data-dir>/launch)")
     .option(
       "--post-launch-scripts <dir>",
@@ -108,6 +111,8 @@ export function registerServer(program: Command, ctx: CliContext): void {
         accountId: string;
         agentNotSeenAfter: string;
         stagingStore?: string;
+        s3Endpoint?: string;
+        s3PathStyle?: boolean;
         launchDir?: string;
         postLaunchScripts?: string;
         json?: boolean;
@@ -122,15 +127,40 @@ export function registerServer(program: Command, ctx: CliContext): void {
         );
       const logger = createLogger({ stream: ctx.stderr, fields: { component: "control" } });
       let launcher: Launcher | undefined;
+      let staging: { releaser: StagingReleaser; close(): Promise<void> } | undefined;
       if (o.stagingStore) {
-        const { openCatalog } = await import("../replicator/snapshots.ts");
+        const { openCatalog, volumeLeased } = await import("../replicator/snapshots.ts");
+        const { openStore } = await import("../replicator/store/index.ts");
+        const { createStagingReleaser } = await import("../replicator/volume-release.ts");
         const { createLauncher } = await import("../launch/index.ts");
-        const catalog = openCatalog(o.stagingStore);
+        const s3 = {
+          ...(o.s3Endpoint ? { endpoint: o.s3Endpoint } : {}),
+          ...(o.s3PathStyle ? { forcePathStyle: true } : {}),
+        };
+        // Launches read the store read-only; releasing a server's volumes is the only write.
+        const catalog = openCatalog(o.stagingStore, s3);
+        const releaseStore = openStore(o.stagingStore, s3);
+        const releaser = createStagingReleaser({
+          store: releaseStore,
+          reason: "FinalizeCutover or DisconnectFromService",
+          inUse: (prefix) => volumeLeased(catalog.store, prefix),
+          log: logger.child({ component: "staging-release" }),
+        });
+        staging = {
+          releaser,
+          async close() {
+            await releaser.close();
+            await releaseStore.close();
+          },
+        };
         const launchDir = o.launchDir ?? join(o.dataDir, "launch");
         launcher = createLauncher({
           dataDir: launchDir,
           catalog,
           ...(o.postLaunchScripts ? { postLaunchScriptsDir: o.postLaunchScripts } : {}),
+          releaseStaging: async (id) => {
+            await releaser.release(id);
+          },
           logger: logger.child({ component: "launch" }),
         });
       }
@@ -150,6 +180,11 @@ export function registerServer(program: Command, ctx: CliContext): void {
           : {}),
         logger,
       });
+      // Releases a previous process left unfinished (a crash, or a writer that outlived the retries).
+      void staging?.releaser
+        .resumePending()
+        .then((ids) => ids.length && logger.info("resuming staging releases", { sourceServerIDs: ids }))
+        .catch((err: unknown) => logger.warn("cannot list pending staging releases", { error: String(err) }));
       const info = {
         endpoint: handle.url,
         region: o.region,
@@ -173,8 +208,10 @@ export function registerServer(program: Command, ctx: CliContext): void {
         if (ctx.signal.aborted) resolve();
         else ctx.signal.addEventListener("abort", () => resolve(), { once: true });
       });
+      await staging?.releaser.close();
       await handle.close();
       await launcher?.close();
+      await staging?.close();
     },
   );
 }
