@@ -290,7 +290,7 @@ describe("ferry doctor on the reference private network", { skip, timeout: 480_0
     await agentBack();
   });
 
-  it("return route missing on the replicator only: the source sees a drop, the replicator's doctor names the return route", async () => {
+  it("return route missing on the replicator only: the source sees a drop, the replicator's doctor names the return route, the server shows F7", async () => {
     await lab.removeReturnRoute(["replicator1"]);
     try {
       // The source's SYN reaches the replicator; its SYN-ACK has no way back.
@@ -325,6 +325,23 @@ describe("ferry doctor on the reference private network", { skip, timeout: 480_0
       const back = flow(rep, "F7");
       assert.equal(back.code, "RETURN_ROUTE_MISSING");
       assert.match(back.observed, /10\.10\.0\.10/);
+      // The agent still reaches the control plane: once its idle connection to the
+      // replicator times out and a new one gets no answer, it reports F7, and the server
+      // shows MGN's connect failure with the hint to ask the replicator.
+      const s = await serverShowsOf(
+        lab,
+        id,
+        "F7 from the agent",
+        (x) =>
+          x.dataReplicationInfo?.dataReplicationError?.error ===
+          "FAILED_TO_CONNECT_AGENT_TO_REPLICATION_SERVER",
+        90_000,
+      );
+      assert.match(
+        s.dataReplicationInfo?.dataReplicationError?.rawError ?? "",
+        /^F7 .*ferry doctor --replicator/,
+      );
+      assert.equal((await describeCli()).failedFlow?.flow, "F7");
     } finally {
       await lab.restoreReturnRoute();
     }
