@@ -6,7 +6,7 @@
  * key and the replicator's key, kept in the data directory (secrets in
  * `credentials.json`, mode 0600).
  */
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { systemErrorCode } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
@@ -121,10 +121,16 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       log: o.log.child({ component: "replicator" }),
     });
     catalog = replicator.catalog;
-    // FinalizeCutover / DisconnectFromService: the server's staging volumes go (local store: one directory).
+    // FinalizeCutover / DisconnectFromService: the server's staging volumes go, once its live session (if any) has stopped.
+    const releasing = replicator;
     releaseStaging = async (id) => {
       if (!/^s-[0-9a-zA-Z]{17}$/.test(id)) return;
-      await rm(join(replicatorDataDir, "volumes", id), { recursive: true, force: true });
+      const { releaseServerVolumes } = await import("../replicator/volume-release.ts");
+      const { volumeLeased } = await import("../replicator/snapshots.ts");
+      await releaseServerVolumes(releasing.store, id, {
+        reason: "FinalizeCutover or DisconnectFromService",
+        inUse: (prefix) => volumeLeased(releasing.store, prefix),
+      });
     };
     const advertised = o.replicatorListen.host === "0.0.0.0" ? "127.0.0.1" : o.replicatorListen.host;
     const local = replicator;
