@@ -4,7 +4,10 @@
  * runs the doctor where an operator would (on the source host, as the
  * installed agent's configuration says, or before installing), checks that
  * `--json` names the right flow and cause, checks what the control plane
- * shows when the agent gets far enough to report, and turns the knob back.
+ * shows (the agent's report of the failing flow; AGENT_NOT_SEEN on F2 when
+ * the agent cannot reach it; no source server when the installer stops
+ * before registering — docs/private-network.md says why), and turns the
+ * knob back. The control plane runs with a short --agent-not-seen-after.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -265,7 +268,7 @@ describe("ferry doctor on the reference private network", { skip, timeout: 480_0
       // The running agent cannot resolve the service name either: its reports stop, and the
       // control plane, which the agent cannot tell, shows what it knows.
       await serverShowsNotSeen();
-      assert.match(await agentLog(lab, 4000), /report to the control plane failed.*(EAI_AGAIN|ENOTFOUND)/);
+      assert.match(await agentLog(lab, 20_000), /report to the control plane failed.*(EAI_AGAIN|ENOTFOUND)/);
     } finally {
       await lab.restoreServiceHostsLine();
     }
