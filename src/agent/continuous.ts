@@ -98,6 +98,8 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
   /** Bytes of the batch not yet handed to the stream. */
   let batchUnsent = 0;
   let lastStatusAt = 0;
+  /** Scan tracker: its counters at the first of the quiet consistency points in a row (nothing pending, nothing found since). */
+  let quietSince: { scans: number; events: number } | undefined;
 
   const status = () => {
     const backlog = tracker.stats().dirtyBytes + s.unackedBytes + batchUnsent;
@@ -197,12 +199,32 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
   }
 
   /**
+   * The scan tracker learns of writes only by reading the disk, so it can
+   * only vouch for a quiet disk: when nothing was pending at an earlier point
+   * and a whole pass that began after it found nothing changed, the replica
+   * (unchanged since) equals the disk as it was when that pass began.
+   */
+  function scanQuiet(): boolean {
+    const st = tracker.stats();
+    if (st.dirtyBytes + s.unackedBytes + batchUnsent > 0) {
+      quietSince = undefined;
+      return false;
+    }
+    if (!quietSince || st.events !== quietSince.events) {
+      quietSince = { scans: st.scans, events: st.events };
+      return false;
+    }
+    // The pass running at the quiet point may have begun before it: the one after it counts.
+    return st.scans >= quietSince.scans + 2;
+  }
+
+  /**
    * A consistency point: every write completed before it is in the replica
    * and no later one is. The tracker settles (every completed write is in its
    * dirty set), the dirty set is sent, and the tracker settles again: the
    * point is consistent only if nothing was written meanwhile (with a freeze,
-   * nothing can be, unless the watchdog thawed first). The scan tracker learns
-   * of writes only at its next pass: it never marks a point consistent.
+   * nothing can be, unless the watchdog thawed first). The scan tracker marks
+   * a point consistent only on a quiet disk (scanQuiet).
    */
   async function consistencyPoint(): Promise<void> {
     let frozen: Freeze[] = [];
@@ -224,7 +246,7 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
         const during = tracker.drain();
         consistent = during.length === 0;
         if (!consistent) tracker.markDirty(during);
-      }
+      } else consistent = scanQuiet();
     } finally {
       // Always thawed, whatever failed above (the freeze's own watchdog covers a dead agent).
       for (const f of frozen) {
@@ -238,6 +260,7 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
           });
       }
     }
+    // Also when nothing changed: the barrier is the whole cost, and an idle disk gets fresh snapshots.
     const seq = await s.barrier(++barrierId, consistent ? BarrierFlags.CONSISTENT : 0);
     if (consistent) {
       await s.waitAcked(seq);
