@@ -43,6 +43,13 @@ export interface DriverOptions {
   clientCertificate: { certPem: string; keyPem: string };
   /** @default "auto" */
   tracker?: "auto" | "ebpf" | "scan";
+  /**
+   * A consistency point (a barrier, no data) at least this often, idle or not. It must come well
+   * within the point-in-time policy's 30 s slack (DRS's finest default rule: every 10 minutes) and a
+   * launch's 30 s snapshot wait. With the scan tracker an idle disk's point is consistent only after
+   * two of its passes (every minute by default). @default 10
+   */
+  consistencyIntervalSeconds?: number;
   log: Logger;
 }
 
@@ -245,7 +252,11 @@ export class ReplicationDriver {
         maxReconnects: Number.POSITIVE_INFINITY,
         log: this.tap(run, host, port),
         onProgress,
-        continuous: { tracker: run.tracker, onStatus },
+        continuous: {
+          tracker: run.tracker,
+          consistencyIntervalMs: (this.o.consistencyIntervalSeconds ?? 10) * 1000,
+          onStatus,
+        },
       });
     } catch (err) {
       if (err instanceof FerryError && err.code === "ABORTED" && signal.aborted) return;

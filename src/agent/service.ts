@@ -32,6 +32,8 @@ export interface RunAgentOptions {
   stateDir?: string;
   /** Change tracking tier. @default "auto" */
   tracker?: "auto" | "ebpf" | "scan";
+  /** See DriverOptions.consistencyIntervalSeconds. @default 10 */
+  consistencyIntervalSeconds?: number;
   /** This process is the systemd service (`INVOCATION_ID` is set): uninstalling disables it without stopping it. @default false */
   underSystemd?: boolean;
   signal: AbortSignal;
@@ -71,6 +73,9 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
             keyPem: await readFile(config.dataPlane.keyFile, "utf8"),
           },
           ...(o.tracker ? { tracker: o.tracker } : {}),
+          ...(o.consistencyIntervalSeconds
+            ? { consistencyIntervalSeconds: o.consistencyIntervalSeconds }
+            : {}),
           log: o.log,
         })
       : undefined;

@@ -218,7 +218,12 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
     )
     .option("--state-dir <dir>", "agent state written by `ferry agent install`", join(PACKAGE_ROOT, "state"))
     .option("--tracker <tier>", "change tracking: auto | ebpf | scan", "auto")
-    .action(async (opts: { stateDir: string; tracker: string }) => {
+    .option(
+      "--consistency-interval <seconds>",
+      "mark a consistency point at least this often, even when the disks are idle",
+      "10",
+    )
+    .action(async (opts: { stateDir: string; tracker: string; consistencyInterval: string }) => {
       const { loadAgentConfig } = await import("../agent/install.ts");
       const { runAgent } = await import("../agent/service.ts");
       const log = createLogger({ stream: ctx.stderr, fields: { component: "agent" } });
@@ -227,10 +232,18 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
       if (!["auto", "ebpf", "scan"].includes(opts.tracker)) {
         throw new FerryError("USAGE", `--tracker must be auto, ebpf or scan, not "${opts.tracker}"`);
       }
+      const consistencyIntervalSeconds = Number(opts.consistencyInterval);
+      if (!(consistencyIntervalSeconds >= 1 && consistencyIntervalSeconds <= 3600)) {
+        throw new FerryError(
+          "USAGE",
+          `--consistency-interval must be a number of seconds from 1 to 3600, not "${opts.consistencyInterval}"`,
+        );
+      }
       await runAgent({
         config,
         stateDir: resolvePath(opts.stateDir),
         tracker: opts.tracker as "auto",
+        consistencyIntervalSeconds,
         // systemd sets INVOCATION_ID for its services: uninstalling then disables without stopping itself.
         underSystemd: Boolean(ctx.env.INVOCATION_ID),
         signal: ctx.signal,
