@@ -19,7 +19,7 @@
  * older commit, for before/after figures), the replicator always from this one.
  */
 import { spawn } from "node:child_process";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -78,6 +78,8 @@ async function startReplicator(): Promise<{
   port: number;
   fingerprint: string;
   token: string;
+  /** CPU seconds the replicator process used so far (user + system, from /proc). */
+  cpuSeconds: () => Promise<number>;
   stop: () => Promise<void>;
 }> {
   const child = spawn(
@@ -100,12 +102,22 @@ async function startReplicator(): Promise<{
   const info = JSON.parse(first) as { port: number; fingerprint: string; token: string };
   return {
     ...info,
+    cpuSeconds: () => processCpuSeconds(child.pid!),
     stop: () =>
       new Promise((resolve) => {
         child.once("exit", () => resolve());
         child.kill("SIGTERM");
       }),
   };
+}
+
+/** utime + stime of a live process (all its threads), in seconds; NaN where /proc is missing. */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  // Fields after the command name (which may hold spaces) start at the last ')'.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[11]) + Number(f[12]);
+  return ticks / 100;
 }
 
 async function rsyncDaemon(dest: string): Promise<{ port: number; stop: () => Promise<void> }> {
@@ -132,6 +144,8 @@ interface FerryRun {
   seconds: number;
   cpuSeconds: number;
   maxRssMiB: number;
+  /** CPU seconds of the replicator process during the agent's run. */
+  replicatorCpuSeconds: number;
   wireBytes: number;
   zeroBytes: number;
   compressionRatio: number;
@@ -153,8 +167,10 @@ async function directRead(source: string, direct: boolean): Promise<number> {
 async function ferryRun(source: string, run: number, variant: Variant): Promise<FerryRun> {
   const rep = await startReplicator();
   let ferry;
+  let replicatorCpu: number;
   try {
     await dropCaches();
+    const cpu0 = await rep.cpuSeconds();
     const env = profileEnv(`agent-${variant.name}-${run}`);
     ferry = await timedWithUsage(
       variant.ferry,
@@ -179,6 +195,7 @@ async function ferryRun(source: string, run: number, variant: Variant): Promise<
       ],
       env,
     );
+    replicatorCpu = (await rep.cpuSeconds()) - cpu0;
   } finally {
     await rep.stop();
   }
@@ -200,6 +217,7 @@ async function ferryRun(source: string, run: number, variant: Variant): Promise<
     seconds: d.seconds,
     cpuSeconds: ferry.userSeconds + ferry.sysSeconds,
     maxRssMiB: Math.round(ferry.maxRssKiB / 1024),
+    replicatorCpuSeconds: replicatorCpu,
     wireBytes: d.wireBytes,
     zeroBytes: d.zeroBytes,
     compressionRatio: d.compressedBytes ? d.compressedRawBytes / d.compressedBytes : 1,
@@ -264,7 +282,7 @@ async function main(): Promise<void> {
         const f = await ferryRun(source, r, v);
         ferry.get(v.name)!.push(f);
         log(
-          `run ${r + 1}/${runs}: ${v.name} ${f.rate.toFixed(0)} MB/s (${f.seconds.toFixed(2)} s, agent ${f.cpuSeconds.toFixed(1)} CPU s, ${f.maxRssMiB} MiB)`,
+          `run ${r + 1}/${runs}: ${v.name} ${f.rate.toFixed(0)} MB/s (${f.seconds.toFixed(2)} s, agent ${f.cpuSeconds.toFixed(1)} CPU s, ${f.maxRssMiB} MiB, replicator ${f.replicatorCpuSeconds.toFixed(1)} CPU s)`,
         );
       }
       // 3. rsync to a daemon on loopback, same disk (as a file: rsync does not read devices).
@@ -292,6 +310,7 @@ async function main(): Promise<void> {
       ferrySyncSeconds: Number(median(fs.map((f) => f.seconds)).toFixed(2)),
       ferryAgentCpuSeconds: Number(median(fs.map((f) => f.cpuSeconds)).toFixed(2)),
       ferryAgentMaxRssMiB: Math.max(...fs.map((f) => f.maxRssMiB)),
+      ferryReplicatorCpuSeconds: Number(median(fs.map((f) => f.replicatorCpuSeconds)).toFixed(2)),
       ferryWireBytes: last.wireBytes,
       ferryZeroBytes: last.zeroBytes,
       compressionRatio: Number(last.compressionRatio.toFixed(2)),
@@ -329,7 +348,7 @@ async function main(): Promise<void> {
         `  ${s.variant.padEnd(12)}  ${String(s.ferryMBps).padStart(6)} MB/s   ${s.ferryVsDirect}× direct read, ${s.ferryVsRsync}× rsync   [${s.agentArgs}]`,
       );
       console.log(
-        `                agent ${s.ferryAgentCpuSeconds.toFixed(1)} CPU s, peak RSS ${s.ferryAgentMaxRssMiB} MiB; wire ${(s.ferryWireBytes / GiB).toFixed(2)} GiB; zstd ${s.compressionRatio.toFixed(2)}×; runs ${s.ferryRunsMBps.join(", ")} MB/s`,
+        `                agent ${s.ferryAgentCpuSeconds.toFixed(1)} CPU s, replicator ${s.ferryReplicatorCpuSeconds.toFixed(1)} CPU s, peak RSS ${s.ferryAgentMaxRssMiB} MiB; wire ${(s.ferryWireBytes / GiB).toFixed(2)} GiB; zstd ${s.compressionRatio.toFixed(2)}×; runs ${s.ferryRunsMBps.join(", ")} MB/s`,
       );
     }
     console.log(`  load average (1 min) at each run: ${result.loadAverage1m.join(", ")}`);

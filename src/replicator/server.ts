@@ -18,6 +18,7 @@ import type { PitPolicy } from "./snapshots-policy.ts";
 import { SnapshotScheduler } from "./snapshots-scheduler.ts";
 import { PROBE_ALPN } from "../wire/probe.ts";
 import { serveProbe } from "./probe.ts";
+import { FramePool } from "./frame-pool.ts";
 import {
   type Authorize,
   Session,
@@ -55,7 +56,11 @@ export interface ReplicatorOptions {
   maxDataLength?: number;
   /** @default 64 MiB */
   maxPendingBytes?: number;
-  /** @default 256 MiB */
+  /**
+   * Flush (and acknowledge) at least every this many written bytes. Well under
+   * the agent's window (64 MiB), so acknowledgements arrive while it still sends.
+   * @default 16 MiB
+   */
   flushBytes?: number;
   /** @default 256 */
   maxConnections?: number;
@@ -130,7 +135,7 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   const limits: SessionLimits = {
     maxDataLength: options.maxDataLength ?? 4 * 1024 * 1024,
     maxPendingBytes: options.maxPendingBytes ?? 64 * 1024 * 1024,
-    flushBytes: options.flushBytes ?? 256 * 1024 * 1024,
+    flushBytes: options.flushBytes ?? 16 * 1024 * 1024,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 5000,
     idleTimeoutMs: options.idleTimeoutMs ?? 20000,
     helloTimeoutMs: options.handshakeTimeoutMs ?? 10000,
@@ -172,7 +177,10 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     },
   });
   const catalog = new StoreCatalog(store, { takeSnapshot: (id, o) => scheduler.takeSnapshot(id, o) });
+  // Shared by the sessions: memory for large frames, reused across connections.
+  const frames = new FramePool();
   const host: SessionHost = {
+    frames,
     dataDir: options.dataDir,
     store,
     snapshots: scheduler,
@@ -210,7 +218,10 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   server.on("secureConnection", (socket: TLSSocket) => {
     socket.setNoDelay(true);
     if (socket.alpnProtocol === PROBE_ALPN) return serveProbe(socket);
-    const conn = new FramedConnection(socket, { maxFrameLength: limits.maxDataLength + 64 * 1024 });
+    const conn = new FramedConnection(socket, {
+      maxFrameLength: limits.maxDataLength + 64 * 1024,
+      allocate: (n) => frames.allocate(n),
+    });
     const certificate = mtls ? socket.getPeerX509Certificate() : undefined;
     const session = new Session(conn, host, {
       ...(certificate ? { certificate } : {}),

@@ -21,6 +21,7 @@ import {
   type FramedConnection,
   type HelloFrame,
 } from "../wire/index.ts";
+import type { FramePool } from "./frame-pool.ts";
 import type { ObjectStore } from "./store/object-store.ts";
 import { StagingVolume, checkName } from "./volume.ts";
 
@@ -58,6 +59,8 @@ export interface SessionHost {
   dataDir: string;
   /** The staging store volumes live in. */
   store: ObjectStore;
+  /** Where the connection's decoder took large frames from; they are given back once written. */
+  frames?: FramePool;
   snapshots?: SnapshotHook;
   limits: SessionLimits;
   authorize: Authorize;
@@ -345,9 +348,14 @@ export class Session {
     const prepared = this.prepare(frame, m.hashBlockSize);
     prepared.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
     const seq = Number(frame.seq);
+    // A volume on a store without appendable objects keeps the data it is given until it seals
+    // the segment: raw payloads from the pool are not given back then (the GC frees them).
+    const reusable = frame.compression !== Compression.NONE || this.host.store.openAppendable !== undefined;
     this.enqueue(length, async (vol) => {
       const data = await prepared;
       await vol.writeData(offset, data, frame.hashes);
+      // The volume copied the hashes and wrote the data: the frame's memory can take another frame.
+      if (reusable) this.host.frames?.release(frame.payload);
       this.written(seq, offset + length, length);
     });
   }

@@ -5,8 +5,8 @@
 import type { Duplex } from "node:stream";
 import { FerryError } from "../lib/errors.ts";
 import type { WireError } from "./errors.ts";
-import type { Frame, WireLimits } from "./messages.ts";
-import { FrameDecoder } from "./parser.ts";
+import type { Frame } from "./messages.ts";
+import { type DecoderOptions, FrameDecoder } from "./parser.ts";
 import { encodeFrame } from "./serializer.ts";
 
 export interface ConnectionHandlers {
@@ -34,9 +34,9 @@ export class FramedConnection {
   private lastReceived = Date.now();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(stream: Duplex, limits: Partial<WireLimits> = {}) {
+  constructor(stream: Duplex, options: DecoderOptions = {}) {
     this.stream = stream;
-    this.decoder = new FrameDecoder(limits);
+    this.decoder = new FrameDecoder(options);
   }
 
   /** Starts reading and delivers to `handlers`; called again, it only swaps the handlers. */

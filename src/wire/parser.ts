@@ -16,20 +16,36 @@ import {
   type WireLimits,
 } from "./messages.ts";
 
+export interface DecoderOptions extends Partial<WireLimits> {
+  /**
+   * Memory for a frame whose bytes arrived in several chunks: the decoder
+   * copies them into it once the frame is complete (a frame inside one chunk
+   * is a view of that chunk, never copied). Called with the frame's length,
+   * already checked against the limit; must return a Buffer of exactly that
+   * length that nothing else uses until the frame's consumer is done with it.
+   * @default Buffer.allocUnsafe
+   */
+  allocate?: (bytes: number) => Buffer;
+}
+
 /**
  * Incremental frame decoder: feed it bytes as they arrive, split anywhere; it
  * returns the frames completed so far. A frame's declared length is checked
- * against the limit before anything is allocated for it. Malformed input
- * throws a WireError; the decoder is then unusable (the stream has lost sync).
+ * against the limit before anything is allocated for it, and what it holds of
+ * an incomplete frame is only the chunks that arrived (views, not copies).
+ * Malformed input throws a WireError; the decoder is then unusable (the
+ * stream has lost sync).
  */
 export class FrameDecoder {
   private readonly limits: WireLimits;
+  private readonly allocate: (bytes: number) => Buffer;
   private chunks: Buffer[] = [];
   private buffered = 0;
   private failed: WireError | undefined;
 
-  constructor(limits: Partial<WireLimits> = {}) {
-    this.limits = { maxFrameLength: limits.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH };
+  constructor(options: DecoderOptions = {}) {
+    this.limits = { maxFrameLength: options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH };
+    this.allocate = options.allocate ?? ((n) => Buffer.allocUnsafe(n));
   }
 
   /** Bytes received but not yet part of a complete frame. */
@@ -93,7 +109,8 @@ export class FrameDecoder {
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = this.allocate(n);
+      if (out.length !== n) throw new RangeError(`frame memory of ${out.length} bytes for a ${n}-byte frame`);
       let got = 0;
       while (got < n) {
         const c = this.chunks[0]!;

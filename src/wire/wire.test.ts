@@ -248,6 +248,44 @@ test("random chunking never changes what is decoded", () => {
   );
 });
 
+test("a frame split across chunks is assembled in the memory the allocator gives; one inside a chunk is a view", () => {
+  fc.assert(
+    fc.property(
+      fc.array(frameArb, { minLength: 1, maxLength: 8 }),
+      fc.array(fc.nat(), { maxLength: 20 }),
+      (frames, rawCuts) => {
+        const encoded = frames.map(encodeFrameToBuffer);
+        const bytes = Buffer.concat(encoded);
+        const cuts = [...new Set(rawCuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        const given: Buffer[] = [];
+        // Memory full of junk: every byte of an assembled frame must be overwritten.
+        const d = new FrameDecoder({ allocate: (n) => (given.push(Buffer.alloc(n, 0xa5)), given.at(-1)!) });
+        const out: Frame[] = [];
+        let prev = 0;
+        for (const c of [...cuts, bytes.length]) {
+          const chunk = bytes.subarray(prev, c);
+          out.push(...d.push(chunk));
+          prev = c;
+        }
+        assert.deepEqual(out, frames);
+        // One allocation per frame that straddles a cut, of exactly its length.
+        let start = 0;
+        const straddling: number[] = [];
+        for (const e of encoded) {
+          const end = start + e.length;
+          if (cuts.some((c) => c > start && c < end)) straddling.push(e.length);
+          start = end;
+        }
+        assert.deepEqual(
+          given.map((g) => g.length),
+          straddling,
+        );
+      },
+    ),
+    { numRuns: 1000 },
+  );
+});
+
 test("an oversize length is refused before anything is buffered for it", () => {
   const d = new FrameDecoder({ maxFrameLength: 1024 });
   const prefix = Buffer.alloc(8);
