@@ -170,9 +170,34 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
         "--state-dir",
         join(work, "agent"),
       ],
-      { stdio: ["ignore", "pipe", "inherit"] },
+      { stdio: ["ignore", "pipe", "pipe"] },
     );
     children.push(agent);
+    // The agent's log (JSON lines on stderr): count the gaps (each a full rescan) and the placed misses.
+    const logCounts = {
+      gaps: 0,
+      lostEventGaps: 0,
+      placedMisses: 0,
+      unplacedMisses: 0,
+      gapReasons: [] as string[],
+    };
+    let measuring = false;
+    let errBuf = "";
+    agent.stderr!.on("data", (d: Buffer) => {
+      errBuf += d.toString();
+      for (let i = errBuf.indexOf("\n"); i >= 0; i = errBuf.indexOf("\n")) {
+        const line = errBuf.slice(0, i);
+        errBuf = errBuf.slice(i + 1);
+        if (!measuring) continue;
+        if (line.includes("change tracking gap")) {
+          logCounts.gaps++;
+          if (line.includes('"lost-events"')) logCounts.lostEventGaps++;
+          logCounts.gapReasons.push(/"reason":"([^"]*)"/.exec(line)?.[1] ?? line);
+        }
+        if (line.includes("were placed on issued requests")) logCounts.placedMisses++;
+        if (line.includes("cannot be placed")) logCounts.unplacedMisses++;
+      }
+    });
     let trackerReason = "";
     let synced = false;
     let lastBacklog = -1;
@@ -195,6 +220,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     await replica.contains(Buffer.alloc(0)); // reads what is there already
 
     const cpu0 = await cpuSeconds(agent.pid!);
+    measuring = true;
     const fio = spawn(
       "fio",
       [
@@ -263,6 +289,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       agentCpuCoresUnderLoad: Number((cpuLoad / seconds).toFixed(3)),
       agentCpuCoresIdle: Number(cpuIdle.toFixed(3)),
       agentPeakRssMiB: Math.round(rss),
+      ...logCounts,
     };
   } finally {
     for (const c of children.reverse()) {
@@ -290,6 +317,9 @@ else {
     console.log(`  fio random writes ${r.writeMBps} MB/s for ${r.seconds} s; ${r.markers} markers`);
     console.log(
       `  lag p50 ${r.lagP50Ms} ms, p99 ${r.lagP99Ms} ms, max ${r.lagMaxMs} ms   (target P3: p99 ≤ 1000 ms with eBPF)`,
+    );
+    console.log(
+      `  tracker gaps ${r.gaps} (lost-events ${r.lostEventGaps}); misses placed ${r.placedMisses}, not placed ${r.unplacedMisses}`,
     );
     console.log(
       `  agent CPU ${r.agentCpuCoresUnderLoad} cores under load, ${r.agentCpuCoresIdle} idle; peak RSS ${r.agentPeakRssMiB} MiB   (target P6: ≤ 1 core, ≤ 256 MiB, < 0.02 idle)`,

@@ -3,6 +3,8 @@
  * `block:block_rq_complete` tracepoint, filtered in the kernel to the traced
  * disk (and a partition's sector range) and to everything but reads. Each
  * completed write, write-zeroes or discard becomes one line (trace-parser.ts).
+ * `block:block_rq_issue` reports the same requests when issued, so that a
+ * completion the kernel never delivered can be placed (inflight.ts).
  * Reads are printed only when they cover the self-test sector, so the tracker
  * can prove the tracepoint fires for this device without writing to it.
  *
@@ -43,6 +45,13 @@ export function buildScript(t: TraceTarget): string {
   return [
     'BEGIN { printf("ready\\n"); }',
     'profile:hz:1 { printf("tick %llu\\n", nsecs); }',
+    "tracepoint:block:block_rq_issue",
+    `/${filters.join(" && ")}/`,
+    "{",
+    '  if (strncmp(args->rwbs, "R", 1) != 0) {',
+    '    printf("i %llu %llu %u\\n", nsecs, args->sector, args->nr_sector);',
+    "  }",
+    "}",
     "tracepoint:block:block_rq_complete",
     `/${filters.join(" && ")}/`,
     "{",

@@ -6,7 +6,7 @@
  */
 import { type IoCounters, type TrackedDevice, readIoCounters, readSectorCountersSync } from "./device.ts";
 import { sleep } from "./ebpf-options.ts";
-import { CounterReconciler } from "./reconcile.ts";
+import { CounterReconciler, type Missed } from "./reconcile.ts";
 import type { TrackerGapCode } from "./types.ts";
 
 /** Slack around a counter read inside which a completion may or may not have been counted yet. */
@@ -105,6 +105,13 @@ export class RunningCounterCheck {
     onGap: (code: TrackerGapCode, reason: string) => void;
     /** The kernel completed sectors the tracer did not report. */
     onMissed: () => void;
+    /**
+     * Marks dirty every request that may be the miss (issued, no completion
+     * seen); false if they cannot account for it (then it is a gap).
+     */
+    place: (missed: Missed) => boolean;
+    /** The kernel had no request in flight at an instant after `beforeNs` (inflight.ts). */
+    settled: (beforeNs: number) => void;
   };
 
   constructor(o: RunningCounterCheck["o"]) {
@@ -163,12 +170,16 @@ export class RunningCounterCheck {
       const missed = this.reconciler.check({ tA, tB, ...counters });
       if (missed) {
         this.o.onMissed();
-        this.o.onGap(
-          "lost-events",
-          `the kernel completed ${missed.writeSectors} written and ${missed.discardSectors} discarded sectors that the tracer did not report`,
-        );
-        this.reconciler.reset();
+        if (this.o.place(missed)) this.reconciler.absorb(missed);
+        else {
+          this.o.onGap(
+            "lost-events",
+            `the kernel completed ${missed.writeSectors} written and ${missed.discardSectors} discarded sectors that the tracer did not report`,
+          );
+          this.reconciler.reset();
+        }
       }
+      if (counters.inFlight === 0) this.o.settled(tA);
       if (this.reconciler.armed) return;
     }
   }

@@ -100,13 +100,14 @@ export async function readIoCounters(device: TrackedDevice): Promise<IoCounters 
 }
 
 /**
- * The completed write and discard sectors only, read synchronously: a read of
- * a few microseconds, so the instants around it bracket the kernel's counting
- * tightly (reconcile.ts). Undefined if the stat file cannot be read.
+ * The completed write and discard sectors and the requests in flight, read
+ * synchronously: a read of a few microseconds, so the instants around it
+ * bracket the kernel's counting tightly (reconcile.ts). Undefined if the stat
+ * file cannot be read.
  */
 export function readSectorCountersSync(
   device: TrackedDevice,
-): { writeSectors: number; discardSectors: number } | undefined {
+): { writeSectors: number; discardSectors: number; inFlight: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`${device.sysfs}/stat`, "utf8");
@@ -115,7 +116,7 @@ export function readSectorCountersSync(
   }
   const f = text.trim().split(/\s+/).map(Number);
   if (f.length < 13) return undefined;
-  return { writeSectors: f[6]!, discardSectors: f[12]! };
+  return { writeSectors: f[6]!, discardSectors: f[12]!, inFlight: f[8]! };
 }
 
 export async function readBootId(): Promise<string> {

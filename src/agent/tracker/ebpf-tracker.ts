@@ -8,7 +8,9 @@
  * - the previous run did not stop cleanly, the machine rebooted since, or the
  *   device's own write counters moved while no tracker ran (state.ts and
  *   counter-check.ts);
- * - the kernel completed sectors the tracer never reported (counter-check.ts).
+ * - the kernel completed sectors the tracer never reported (counter-check.ts)
+ *   and the requests issued without a completion seen cannot account for
+ *   them (inflight.ts); when they can, they are marked dirty instead.
  */
 import { FerryError } from "../../lib/errors.ts";
 import { DirtyBitmap } from "./bitmap.ts";
@@ -22,6 +24,7 @@ import {
   resolveEbpfOptions,
   sleep,
 } from "./ebpf-options.ts";
+import { InflightRequests } from "./inflight.ts";
 import { ProbeReader } from "./probe.ts";
 import { RateMeter } from "./rate.ts";
 import { type TrackedIdentity, TrackerStateStore, checkPreviousRun } from "./state.ts";
@@ -46,6 +49,7 @@ export class EbpfTracker implements ChangeTracker {
   /** The tracer whose attachment a probe read proved; only then does a gap end. */
   private verified: Tracer | undefined;
   private readonly rate = new RateMeter();
+  private readonly inflight = new InflightRequests();
   /** Completions with their kernel times, kept only during the start-up counter check. */
   private recording: RecordedCompletion[] | undefined;
   private readyWaiter: (() => void) | undefined;
@@ -111,6 +115,11 @@ export class EbpfTracker implements ChangeTracker {
       watching: () => this.watching(),
       onGap: (code, reason) => this.dirty.setGap(code, reason),
       onMissed: () => this.dirty.counts.lostEvents++,
+      place: (missed) => this.placeMiss(missed),
+      settled: (beforeNs) => {
+        for (const x of this.inflight.settleBefore(beforeNs, this.device!.startSector))
+          this.dirty.bitmap!.markRange(x.offset, x.length);
+      },
     });
     const identity = this.identity(device);
     await this.store.ensureDir();
@@ -178,6 +187,7 @@ export class EbpfTracker implements ChangeTracker {
       ...(range ? { range } : {}),
       probeSector: device.startSector,
     });
+    this.inflight.clear(); // a new tracer: requests issued before it are covered by the gap that restarts it
     const ready = new Promise<void>((resolve) => (this.readyWaiter = resolve));
     const tracer = new Tracer(
       script,
@@ -218,6 +228,35 @@ export class EbpfTracker implements ChangeTracker {
     this.counterCheck!.reset();
   }
 
+  /**
+   * The counter check found completed sectors the tracer did not report: the
+   * requests issued with no completion seen are what can have completed
+   * unseen. All are marked dirty now (after the kernel counted the miss, so
+   * its data is on the device). If they cannot account for the miss, it is a
+   * gap.
+   */
+  private placeMiss(missed: { writeSectors: number; discardSectors: number }): boolean {
+    const open = this.inflight.openExtents(this.device!.startSector);
+    const bytes = (missed.writeSectors + missed.discardSectors) * SECTOR;
+    if (!open || open.bytes < bytes) {
+      this.opts.logger?.warn("missed completions cannot be placed on issued requests", {
+        device: this.opts.devicePath,
+        missedBytes: bytes,
+        openBytes: open?.bytes ?? null,
+      });
+      return false;
+    }
+    for (const x of open.extents) this.dirty.bitmap!.markRange(x.offset, x.length);
+    this.dirty.counts.placedMisses = (this.dirty.counts.placedMisses ?? 0) + 1;
+    this.opts.logger?.info("completions the tracer missed were placed on issued requests and marked dirty", {
+      device: this.opts.devicePath,
+      missedBytes: bytes,
+      markedBytes: open.bytes,
+      requests: open.extents.length,
+    });
+    return true;
+  }
+
   async settle(): Promise<void> {
     if (this.state !== "running") return;
     if (!this.watching()) {
@@ -247,9 +286,13 @@ export class EbpfTracker implements ChangeTracker {
         const deliveryMs = Number(process.hrtime.bigint() - e.timeNs) / 1e6;
         if (deliveryMs > this.maxDeliveryMs) this.maxDeliveryMs = deliveryMs;
         this.counterCheck!.record(Number(e.timeNs), e.sectors, discard);
+        this.inflight.completed(Number(e.timeNs), e.sector, e.sectors);
         this.recording?.push({ timeNs: e.timeNs, sectors: e.sectors, discard });
         return;
       }
+      case "issue":
+        this.inflight.issued(Number(e.timeNs), e.sector, e.sectors);
+        return;
       case "probe":
         this.probes.seen(e.timeNs);
         return;

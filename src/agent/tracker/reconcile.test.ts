@@ -126,3 +126,19 @@ test("a completion counted late at the base: a false alarm without confirmation,
     discardSectors: 0,
   });
 });
+
+test("a miss absorbed into the base is not reported again; a new one is", () => {
+  const r = new CounterReconciler(2 * MS);
+  assert.equal(r.check({ tA: 10 * MS, tB: 11 * MS, writeSectors: 100, discardSectors: 0 }), undefined);
+  r.record(20 * MS, 8, false);
+  const missed = r.check({ tA: 30 * MS, tB: 31 * MS, writeSectors: 116, discardSectors: 0 });
+  assert.deepEqual(missed, { writeSectors: 8, discardSectors: 0 });
+  r.absorb(missed!);
+  assert.ok(r.armed, "absorbing keeps the base: no unarmed window");
+  assert.equal(r.check({ tA: 40 * MS, tB: 41 * MS, writeSectors: 116, discardSectors: 0 }), undefined);
+  r.record(50 * MS, 8, false);
+  assert.deepEqual(r.check({ tA: 60 * MS, tB: 61 * MS, writeSectors: 132, discardSectors: 0 }), {
+    writeSectors: 8,
+    discardSectors: 0,
+  });
+});

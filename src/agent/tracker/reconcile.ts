@@ -86,6 +86,18 @@ export class CounterReconciler {
     else this.totalWrite += sectors;
   }
 
+  /**
+   * A miss found by check() was dealt with (its sectors placed and marked
+   * dirty): the base moves by it, so later checks report only new misses and
+   * need no new base. A miss larger than the lower bound check() returned is
+   * reported again by the next check.
+   */
+  absorb(m: Missed): void {
+    if (!this.base) return;
+    this.base.write += m.writeSectors;
+    this.base.discard += m.discardSectors;
+  }
+
   /** Forget the base (after a tracer restart or a reported miss): the next quiet check sets a new one. */
   reset(): void {
     this.base = undefined;

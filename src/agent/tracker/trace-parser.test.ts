@@ -18,6 +18,7 @@ const sectors = fc.integer({ min: 1, max: 0xffffffff });
 const event: fc.Arbitrary<TraceEvent> = fc.oneof(
   fc.record({ rwbs, timeNs, sector, sectors }).map((r) => ({ kind: "io" as const, op: opOf(r.rwbs), ...r })),
   fc.record({ timeNs, sector, sectors }).map((r) => ({ kind: "probe" as const, ...r })),
+  fc.record({ timeNs, sector, sectors }).map((r) => ({ kind: "issue" as const, ...r })),
   fc.constant({ kind: "ready" as const }),
   timeNs.map((t) => ({ kind: "tick" as const, timeNs: t })),
   fc.integer({ min: 1, max: 999 }).map((probes) => ({ kind: "attached" as const, probes })),
@@ -52,6 +53,7 @@ test("the lines bpftrace prints parse into events", () => {
   assert.deepEqual(parseTraceLine("Attaching 1 probe..."), { kind: "attached", probes: 1 });
   assert.deepEqual(parseTraceLine("ready"), { kind: "ready" });
   assert.equal(parseTraceLine("probe 5 56 8").kind, "probe");
+  assert.deepEqual(parseTraceLine("i 77 2048 8"), { kind: "issue", timeNs: 77n, sector: 2048, sectors: 8 });
   for (const bad of [
     "",
     "WS 1 2",
@@ -60,6 +62,9 @@ test("the lines bpftrace prints parse into events", () => {
     "WS -1 2 3",
     "WS 1 99999999999999999999 3",
     "Lost events",
+    "i 1 2",
+    "i 1 2 3 4",
+    "i 1 99999999999999999999 3",
   ]) {
     assert.equal(parseTraceLine(bad).kind, "unknown", bad);
   }
@@ -122,7 +127,7 @@ test("property: damaged output gives typed events only, never a throw, and every
       const bytes = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
       const at = cuts.map((c) => (bytes.length ? c % bytes.length : 0));
       const out = feedAll(new TraceParser(), bytes, at);
-      const kinds = new Set(["io", "probe", "ready", "tick", "attached", "lost", "unknown"]);
+      const kinds = new Set(["io", "issue", "probe", "ready", "tick", "attached", "lost", "unknown"]);
       for (const e of out) assert.ok(kinds.has(e.kind));
       // Lines are only split by "\n": one event per non-empty line.
       const expected = bytes

@@ -2,7 +2,8 @@
  * Incremental parser of the tracer's output (see bpftrace-script.ts). The
  * stream is cut into lines anywhere; each complete line becomes one event:
  *
- *   WS 123456789 2048 128      rwbs, ktime ns, first sector, sectors  (write, discard, write-zeroes)
+ *   WS 123456789 2048 128      rwbs, ktime ns, first sector, sectors  (write, discard, write-zeroes completed)
+ *   i 123456789 2048 128       a write, discard or write-zeroes request issued: ktime ns, first sector, sectors
  *   probe 123456789 2048 8     a read covering the self-test sector was seen
  *   ready                      the script's BEGIN ran: every probe is attached
  *   tick 123456789             once a second on every CPU (a heartbeat; it also makes the
@@ -18,6 +19,7 @@ export type TraceOp = "write" | "discard" | "other";
 
 export type TraceEvent =
   | { kind: "io"; op: TraceOp; rwbs: string; timeNs: bigint; sector: number; sectors: number }
+  | { kind: "issue"; timeNs: bigint; sector: number; sectors: number }
   | { kind: "probe"; timeNs: bigint; sector: number; sectors: number }
   | { kind: "ready" }
   | { kind: "tick"; timeNs: bigint }
@@ -29,6 +31,7 @@ export type TraceEvent =
 export const MAX_LINE = 256;
 
 const IO = /^([A-Z]{1,9}) (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
+const ISSUE = /^i (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
 const PROBE = /^probe (\d{1,20}) (\d{1,20}) (\d{1,10})$/;
 const TICK = /^tick (\d{1,20})$/;
 const LOST = /^Lost (\d{1,20}) events$/;
@@ -50,6 +53,14 @@ export function parseTraceLine(line: string): TraceEvent {
     if (Number.isSafeInteger(sector) && sectors <= 0xffffffff) {
       return { kind: "io", op: opOf(m[1]!), rwbs: m[1]!, timeNs: BigInt(m[2]!), sector, sectors };
     }
+    return { kind: "unknown", line };
+  }
+  m = ISSUE.exec(line);
+  if (m) {
+    const sector = Number(m[2]);
+    const sectors = Number(m[3]);
+    if (Number.isSafeInteger(sector) && sectors <= 0xffffffff)
+      return { kind: "issue", timeNs: BigInt(m[1]!), sector, sectors };
     return { kind: "unknown", line };
   }
   if (line === "ready") return { kind: "ready" };
@@ -118,6 +129,8 @@ export function formatTraceEvent(e: TraceEvent): string {
   switch (e.kind) {
     case "io":
       return `${e.rwbs} ${e.timeNs} ${e.sector} ${e.sectors}`;
+    case "issue":
+      return `i ${e.timeNs} ${e.sector} ${e.sectors}`;
     case "probe":
       return `probe ${e.timeNs} ${e.sector} ${e.sectors}`;
     case "ready":

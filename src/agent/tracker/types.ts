@@ -34,8 +34,10 @@ export interface TrackerStats {
   events: number;
   writeBytes: number;
   discardBytes: number;
-  /** Events the tracer said it lost (eBPF). */
+  /** Events the tracer said it lost, or misses the counter check found (eBPF). */
   lostEvents: number;
+  /** eBPF: misses found by the counter check and placed on issued requests (marked dirty, no rescan). */
+  placedMisses?: number;
   /** Dirty bytes waiting for the next drain. */
   dirtyBytes: number;
   /** Tracer restarts after it died (eBPF), or scan passes completed (scan). */
