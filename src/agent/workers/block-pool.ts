@@ -5,7 +5,7 @@
 import { availableParallelism } from "node:os";
 import { FerryError } from "../../lib/errors.ts";
 import { processChunk, type ChunkResult, type ChunkTask } from "./block-task.ts";
-import { WorkerPool } from "./pool.ts";
+import { WorkerPool } from "../../lib/worker-pool.ts";
 
 export type { ChunkResult, DataRun } from "./block-task.ts";
 

@@ -4,7 +4,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { processChunk, type ChunkTask } from "./block-task.ts";
-import { serveTasks } from "./pool.ts";
+import { serveTasks } from "../../lib/worker-pool.ts";
 
 if (parentPort) {
   serveTasks(parentPort, (task: ChunkTask) => {

@@ -3,7 +3,7 @@
  * or dies (process.exit in a worker ends only the thread).
  */
 import { parentPort } from "node:worker_threads";
-import { serveTasks } from "../pool.ts";
+import { serveTasks } from "../worker-pool.ts";
 
 interface EchoTask {
   n: number;

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FerryError } from "../../lib/errors.ts";
-import { WorkerPool } from "./pool.ts";
+import { FerryError } from "./errors.ts";
+import { WorkerPool } from "./worker-pool.ts";
 
 interface EchoTask {
   n: number;

@@ -7,7 +7,7 @@
  * promises in submission order and await them in that order.
  */
 import { type MessagePort, type Transferable, Worker } from "node:worker_threads";
-import { FerryError } from "../../lib/errors.ts";
+import { FerryError } from "./errors.ts";
 
 export interface WorkerPoolOptions {
   /** The worker's module; it calls `serveTasks`. */
