@@ -236,7 +236,7 @@ export class EbpfTracker implements ChangeTracker {
    * gap.
    */
   private placeMiss(missed: { writeSectors: number; discardSectors: number }): boolean {
-    const open = this.inflight.openExtents(this.device!.startSector);
+    const open = this.inflight.openExtents(this.device!.startSector, Number(process.hrtime.bigint()));
     const bytes = (missed.writeSectors + missed.discardSectors) * SECTOR;
     if (!open || open.bytes < bytes) {
       this.opts.logger?.warn("missed completions cannot be placed on issued requests", {

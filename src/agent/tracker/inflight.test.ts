@@ -42,6 +42,14 @@ test("settleBefore: entries touched before the instant are dropped, the open one
   assert.deepEqual(set.openExtents(0)!.extents, [{ offset: 16 * 512, length: 4096 }]);
 });
 
+test("requests settled as open still account for a miss found later, for 10 s", () => {
+  const set = new InflightRequests();
+  set.issued(10, 8, 8);
+  assert.equal(set.settleBefore(20, 0).length, 1);
+  assert.deepEqual(set.openExtents(0, 30), { extents: [], bytes: 4096 });
+  assert.deepEqual(set.openExtents(0, 20 + 10e9 + 1), { extents: [], bytes: 0 });
+});
+
 test("past its limit the set no longer vouches for a miss", () => {
   const set = new InflightRequests(4);
   for (let i = 0; i < 5; i++) set.issued(i, i * 8, 8);

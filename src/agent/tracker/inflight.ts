@@ -15,7 +15,12 @@
  * An open entry leaves when its completion is seen, or at a check where the
  * kernel had no request in flight: every request issued before that instant
  * had completed, so open entries issued before it are marked dirty (their data
- * is on the device) and dropped. Completions seen without an issue (a partial
+ * is on the device) and dropped. The kernel counts a completion in its stat
+ * file only when the completion runs (a softirq, late under load), after the
+ * request left the in-flight count: so a miss can be found after its request
+ * was settled. Settled open requests are kept (their bytes) for `SETTLED_NS`
+ * and account for such a miss; they were marked dirty when settled, after
+ * their data reached the device. Completions seen without an issue (a partial
  * completion, or a completion printed before its issue: the tracer's per-CPU
  * buffers are read in turn) count negative until their issue arrives, and are
  * dropped at such a check too.
@@ -23,6 +28,8 @@
 import type { DirtyExtent } from "./types.ts";
 
 const SECTOR = 512;
+/** How long requests settled as open still account for a miss the counters show later. */
+const SETTLED_NS = 10e9;
 
 interface Entry {
   sector: number;
@@ -38,6 +45,8 @@ export class InflightRequests {
   /** Most entries kept; past it the set is not trusted to place a miss (a full rescan instead). */
   private readonly limit: number;
   private overflowed = false;
+  /** Open requests settled recently: when (the instant they were settled before) and their bytes. */
+  private settled: { atNs: number; bytes: number }[] = [];
 
   constructor(limit = 65_536) {
     this.limit = limit;
@@ -73,13 +82,17 @@ export class InflightRequests {
 
   /**
    * Requests issued and not seen completing, as device extents (`startSector`
-   * subtracted), with their total bytes. Undefined when the set overflowed
-   * since it was last cleared and so cannot account for every request.
+   * subtracted), with their total bytes (those settled in the last 10 s
+   * before `nowNs` included: they are dirty already). Undefined when the set
+   * overflowed since it was last cleared and so cannot account for every
+   * request.
    */
-  openExtents(startSector: number): { extents: DirtyExtent[]; bytes: number } | undefined {
+  openExtents(startSector: number, nowNs = Infinity): { extents: DirtyExtent[]; bytes: number } | undefined {
     if (this.overflowed) return undefined;
     const extents: DirtyExtent[] = [];
     let bytes = 0;
+    this.settled = this.settled.filter((x) => x.atNs > nowNs - SETTLED_NS);
+    for (const x of this.settled) bytes += x.bytes;
     for (const e of this.open.values()) {
       if (e.count <= 0) continue;
       extents.push({ offset: (e.sector - startSector) * SECTOR, length: e.sectors * SECTOR });
@@ -95,17 +108,23 @@ export class InflightRequests {
    */
   settleBefore(beforeNs: number, startSector: number): DirtyExtent[] {
     const out: DirtyExtent[] = [];
+    let bytes = 0;
     for (const [key, e] of this.open) {
       if (e.lastNs >= beforeNs) continue;
-      if (e.count > 0) out.push({ offset: (e.sector - startSector) * SECTOR, length: e.sectors * SECTOR });
+      if (e.count > 0) {
+        out.push({ offset: (e.sector - startSector) * SECTOR, length: e.sectors * SECTOR });
+        bytes += e.count * e.sectors * SECTOR;
+      }
       this.open.delete(key);
     }
+    if (bytes) this.settled.push({ atNs: beforeNs, bytes });
     return out;
   }
 
   /** Forgets everything (a new tracer, or after a gap whose rescan covers the whole device). */
   clear(): void {
     this.open.clear();
+    this.settled = [];
     this.overflowed = false;
   }
 }
