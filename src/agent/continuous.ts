@@ -240,7 +240,9 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     let consistent = false;
     try {
       if (tracker.kind === "ebpf") {
-        await tracker.settle();
+        // Without a freeze the first settle only makes success likelier while the disk is written, and
+        // it holds the loop (probe reads through the tracer): the second settle alone decides.
+        if (frozen.length) await tracker.settle();
         await sendExtents(tracker.drain());
         await tracker.settle();
         const during = tracker.drain();
@@ -262,9 +264,14 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     }
     // Also when nothing changed: the barrier is the whole cost, and an idle disk gets fresh snapshots.
     const seq = await s.barrier(++barrierId, consistent ? BarrierFlags.CONSISTENT : 0);
+    // The replicator acknowledges a consistent barrier after its flush and snapshot: the loop goes on
+    // sending meanwhile (what follows the barrier in the stream is after the point).
     if (consistent) {
-      await s.waitAcked(seq);
-      lastConsistentAt = new Date().toISOString();
+      const at = new Date().toISOString();
+      s.waitAcked(seq).then(
+        () => (lastConsistentAt = at),
+        () => {}, // a failed connection is found by s.check() in the loop
+      );
     }
   }
 }

@@ -142,6 +142,11 @@ export class RunningCounterCheck {
     return this.running;
   }
 
+  /** A check is under way (it may have begun before the caller's moment). */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
   /** Waits for a check under way. */
   async idle(): Promise<void> {
     await this.running;

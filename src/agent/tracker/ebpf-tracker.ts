@@ -263,8 +263,8 @@ export class EbpfTracker implements ChangeTracker {
       this.dirty.setGap("tracer-exited", "the tracer is not running");
       return;
     }
-    // Catches up (probe reads) and checks the counters.
-    await this.counterCheck!.run();
+    // Catches up (probe reads) and checks the counters: a check that began before this call does not count.
+    if (this.counterCheck!.busy) await this.counterCheck!.run();
     await this.counterCheck!.run();
   }
 
