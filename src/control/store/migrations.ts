@@ -72,6 +72,18 @@ export const MIGRATIONS: Migration[] = [
       `CREATE UNIQUE INDEX replicators_name ON replicators (name)`,
     ],
   },
+  {
+    version: 4,
+    name: "settings",
+    // What the running server decided that its other readers need (settings.ts): the
+    // CLI on the same database reads the store, not the server's flags.
+    statements: [
+      `CREATE TABLE settings (
+         name TEXT PRIMARY KEY,
+         value TEXT NOT NULL,
+         updated_at BIGINT NOT NULL)`,
+    ],
+  },
 ];
 
 const LOCK_KEY = 0x66657272; // "ferr"

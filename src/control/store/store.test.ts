@@ -12,6 +12,7 @@ import { createStore } from "./store.ts";
 import { openSqlite } from "./sqlite.ts";
 import { openPostgres } from "./postgres.ts";
 import { MIGRATIONS, migrate } from "./migrations.ts";
+import { readLivenessSettings, writeLivenessSettings } from "./settings.ts";
 import type { TestPostgres } from "./testing-postgres.ts";
 import { createDatabase, findPostgresBin, startTestPostgres } from "./testing-postgres.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
@@ -165,6 +166,32 @@ function contract(
         assert.equal(await store.accessKeys.deleteForServer("s-1"), 1);
         assert.equal(await store.accessKeys.delete("K1"), true);
         assert.deepEqual(await store.accessKeys.list(), []);
+      } finally {
+        await done();
+      }
+    });
+
+    test("settings: the running server's liveness thresholds, written, replaced, read by another opener", async () => {
+      const { store, reopen, done } = await open();
+      try {
+        assert.equal(await readLivenessSettings(store), undefined, "nothing before a server started");
+        await writeLivenessSettings(
+          store,
+          { agentNotSeenAfterSeconds: 20, replicatorNotSeenAfterSeconds: 60 },
+          1,
+        );
+        await writeLivenessSettings(
+          store,
+          { agentNotSeenAfterSeconds: 7, replicatorNotSeenAfterSeconds: 45 },
+          2,
+        );
+        assert.deepEqual(await readLivenessSettings(await reopen()), {
+          agentNotSeenAfterSeconds: 7,
+          replicatorNotSeenAfterSeconds: 45,
+        });
+        // A value this version cannot read (another version wrote it) counts as absent.
+        await store.settings.put("liveness", { agentNotSeenAfterSeconds: "soon" }, 3);
+        assert.equal(await readLivenessSettings(store), undefined);
       } finally {
         await done();
       }

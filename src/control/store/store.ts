@@ -141,6 +141,11 @@ export interface Store {
     upsertByName(rec: ReplicatorRecord, now: number): Promise<ReplicatorRecord>;
   };
   jobLogItems(jobID: string): Promise<JobLog[]>;
+  /** Named JSON values the running server writes for other readers of the database (settings.ts). */
+  settings: {
+    get(name: string): Promise<unknown>;
+    put(name: string, value: unknown, now: number): Promise<void>;
+  };
   accessKeys: {
     insert(row: AccessKeyRow): Promise<void>;
     get(accessKeyId: string): Promise<AccessKeyRow | undefined>;
@@ -244,6 +249,19 @@ export async function createStore(sql: SqlClient): Promise<Store> {
         [jobID],
       );
       return rows.map((r) => JSON.parse(r.doc) as JobLog);
+    },
+    settings: {
+      async get(name) {
+        const rows = await sql.query<{ value: string }>(`SELECT value FROM settings WHERE name = $1`, [name]);
+        return rows[0] ? (JSON.parse(rows[0].value) as unknown) : undefined;
+      },
+      async put(name, value, now) {
+        await sql.run(
+          `INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3)
+           ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+          [name, JSON.stringify(value), now],
+        );
+      },
     },
     accessKeys: {
       async insert(row) {
