@@ -19,8 +19,15 @@ export interface ControlPlaneOptions {
   masterKey?: string;
   /** A server with no agent report for this long shows STALLED / AGENT_NOT_SEEN. @default 60 */
   agentNotSeenAfterSeconds?: number;
-  /** How often agents are asked to report. @default 10 */
+  /** How often agents are asked to report (and replicators to send heartbeats). @default 10 */
   reportIntervalSeconds?: number;
+  /**
+   * A replicator with no heartbeat for this long is not assigned to servers (and `ferry doctor
+   * --server` names it, F4). Its own threshold, not the agents': at least 3 heartbeat intervals,
+   * so a short --agent-not-seen-after never drops live replicators.
+   * @default max(60, 3 × reportIntervalSeconds)
+   */
+  replicatorNotSeenAfterSeconds?: number;
   /**
    * After FinalizeCutover / DisconnectFromService the agent is told to uninstall and keeps its
    * keys until it acknowledges, or for this long at most.
@@ -45,6 +52,7 @@ export interface ResolvedControlPlaneOptions {
   masterKeyFile: string;
   agentNotSeenAfterSeconds: number;
   reportIntervalSeconds: number;
+  replicatorNotSeenAfterSeconds: number;
   agentUninstallGraceSeconds: number;
   now: () => number;
   logger: Logger;
@@ -67,6 +75,7 @@ export function resolveControlPlaneOptions(o: ControlPlaneOptions): ResolvedCont
       `Database URL must start with postgres:// (got '${o.databaseUrl.split(":")[0]}:…'). Leave it out to use SQLite in the data directory.`,
     );
   }
+  const reportIntervalSeconds = o.reportIntervalSeconds ?? 10;
   return {
     dataDir: o.dataDir,
     databaseUrl: o.databaseUrl,
@@ -76,12 +85,30 @@ export function resolveControlPlaneOptions(o: ControlPlaneOptions): ResolvedCont
     masterKey: o.masterKey ?? process.env.FERRY_MASTER_KEY,
     masterKeyFile: join(o.dataDir, "master.key"),
     agentNotSeenAfterSeconds: o.agentNotSeenAfterSeconds ?? 60,
-    reportIntervalSeconds: o.reportIntervalSeconds ?? 10,
+    reportIntervalSeconds,
+    replicatorNotSeenAfterSeconds: resolveReplicatorNotSeen(
+      o.replicatorNotSeenAfterSeconds,
+      reportIntervalSeconds,
+    ),
     agentUninstallGraceSeconds: resolveGrace(o.agentUninstallGraceSeconds),
     now: o.now ?? Date.now,
     logger: o.logger ?? createLogger({ fields: { component: "control" } }),
     launcher: o.launcher,
   };
+}
+
+/** Heartbeats a replicator may miss before it counts as gone. */
+export const REPLICATOR_MISSED_HEARTBEATS = 3;
+
+function resolveReplicatorNotSeen(given: number | undefined, heartbeatSeconds: number): number {
+  const floor = REPLICATOR_MISSED_HEARTBEATS * heartbeatSeconds;
+  if (given === undefined) return Math.max(60, floor);
+  if (!Number.isFinite(given) || given < floor)
+    throw new FerryError(
+      "BAD_REPLICATOR_NOT_SEEN",
+      `The replicator not-seen threshold must be at least ${REPLICATOR_MISSED_HEARTBEATS} heartbeat intervals (${floor} s: replicators send one every ${heartbeatSeconds} s), got '${String(given)}'.`,
+    );
+  return given;
 }
 
 function resolveGrace(given: number | undefined): number {
