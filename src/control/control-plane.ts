@@ -45,7 +45,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   }
   const box = createSecretBox(loadMasterKey(o.masterKeyFile, o.masterKey));
   const accessKeys = createAccessKeys(store, box, o.now);
-  const stateOptions = { agentNotSeenAfterMs: o.agentNotSeenAfterSeconds * 1000 };
+  const stateOptions = {
+    agentNotSeenAfterMs: o.agentNotSeenAfterSeconds * 1000,
+    replicatorNotSeenAfterMs: o.replicatorNotSeenAfterSeconds * 1000,
+  };
   const dataPlaneCa = await loadOrCreateDataPlaneCa(o.dataDir);
   const jobs = o.launcher
     ? createJobRunner({
