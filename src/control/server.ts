@@ -15,6 +15,7 @@ import { FerryError } from "../lib/errors.ts";
 import type { ControlPlaneOptions } from "./options.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { createControlPlane } from "./control-plane.ts";
+import { writeLivenessSettings } from "./store/settings.ts";
 
 export interface ServerOptions extends ControlPlaneOptions {
   /** @default "127.0.0.1" */
@@ -90,6 +91,16 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       }
     : await ensureTls(options.dataDir, certNames);
   const controlPlane = await createControlPlane(options);
+  // For the CLI readers of the same database (source-server list|describe, doctor --server).
+  const o = controlPlane.options;
+  const liveness = {
+    agentNotSeenAfterSeconds: o.agentNotSeenAfterSeconds,
+    replicatorNotSeenAfterSeconds: o.replicatorNotSeenAfterSeconds,
+  };
+  await writeLivenessSettings(controlPlane.store, liveness, o.now()).catch(async (err: unknown) => {
+    await controlPlane.close();
+    throw err;
+  });
   const server = createAdaptorServer({
     fetch: controlPlane.app.fetch,
     createServer,
