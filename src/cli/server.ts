@@ -24,13 +24,10 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1] ?? m[2] ?? "127.0.0.1", port };
 }
 
-function positiveSeconds(text: string): number {
+function positiveSeconds(text: string, flag = "--agent-not-seen-after"): number {
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0) {
-    throw new FerryError(
-      "BAD_SECONDS",
-      `--agent-not-seen-after '${text}' must be a positive number of seconds.`,
-    );
+    throw new FerryError("BAD_SECONDS", `${flag} '${text}' must be a positive number of seconds.`);
   }
   return n;
 }
@@ -89,6 +86,10 @@ export function registerServer(program: Command, ctx: CliContext): void {
     .option("--account-id <id>", "12-digit account id in ARNs", "000000000000")
     .option("--agent-not-seen-after <seconds>", "an agent silent this long shows AGENT_NOT_SEEN", "60")
     .option(
+      "--replicator-not-seen-after <seconds>",
+      "a replicator without heartbeats this long is not assigned (default 60; at least 3 heartbeats, 30 s)",
+    )
+    .option(
       "--staging-store <url>",
       "launch test and cutover instances from this staging store (a replicator's data directory, or s3://bucket/prefix); without it StartTest and StartCutover refuse",
     )
@@ -110,6 +111,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
         tlsCa?: string;
         accountId: string;
         agentNotSeenAfter: string;
+        replicatorNotSeenAfter?: string;
         stagingStore?: string;
         s3Endpoint?: string;
         s3PathStyle?: boolean;
@@ -171,6 +173,14 @@ export function registerServer(program: Command, ctx: CliContext): void {
         region: o.region,
         accountId: o.accountId,
         agentNotSeenAfterSeconds: positiveSeconds(o.agentNotSeenAfter),
+        ...(o.replicatorNotSeenAfter !== undefined
+          ? {
+              replicatorNotSeenAfterSeconds: positiveSeconds(
+                o.replicatorNotSeenAfter,
+                "--replicator-not-seen-after",
+              ),
+            }
+          : {}),
         ...clockSkew(ctx.env),
         host,
         port,
