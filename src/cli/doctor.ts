@@ -38,6 +38,7 @@ interface DoctorFlags {
   dataDir?: string;
   databaseUrl?: string;
   agentNotSeenAfter?: string;
+  replicatorNotSeenAfter?: string;
   timeoutMs: string;
   probeBytes: string;
   json?: boolean;
@@ -79,7 +80,11 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
     .option("--database-url <url>", "the control plane's PostgreSQL URL (server)")
     .option(
       "--agent-not-seen-after <seconds>",
-      "the server's --agent-not-seen-after: heartbeats older than this count as missing (server; default 60)",
+      "agents' reports older than this count as missing (server; default: what the running server uses)",
+    )
+    .option(
+      "--replicator-not-seen-after <seconds>",
+      "replicators' heartbeats older than this count as missing (server; default: what the running server uses)",
     )
     .option("--timeout-ms <ms>", "per probe", "5000")
     .option("--probe-bytes <n>", "bytes of the data-plane throughput probe", String(4 * 1024 * 1024))
@@ -192,18 +197,21 @@ async function replicator(o: DoctorFlags, ctx: CliContext): Promise<DoctorFindin
   });
 }
 
-function notSeenAfterSeconds(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
+function positiveSeconds(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0)
-    throw new FerryError("USAGE", `--agent-not-seen-after '${text}' must be a positive number of seconds`);
+    throw new FerryError("USAGE", `${flag} '${text}' must be a positive number of seconds`);
   return n;
 }
 
 async function server(o: DoctorFlags, ctx: CliContext): Promise<DoctorFinding[]> {
   const { createControlPlane } = await import("../control/index.ts");
+  const { readLivenessSettings } = await import("../control/store/settings.ts");
   const { silentLogger } = await import("../lib/log.ts");
   const { runServerDoctor } = await import("../net/doctor/server.ts");
+  const agentGiven = positiveSeconds("--agent-not-seen-after", o.agentNotSeenAfter);
+  const replicatorGiven = positiveSeconds("--replicator-not-seen-after", o.replicatorNotSeenAfter);
   const cp = await createControlPlane({
     dataDir: o.dataDir ?? ctx.env.FERRY_DATA_DIR ?? join(defaultHome(ctx.env), "server"),
     region: o.region ?? ctx.env.AWS_REGION ?? "us-east-1",
@@ -211,11 +219,14 @@ async function server(o: DoctorFlags, ctx: CliContext): Promise<DoctorFinding[]>
     ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
   });
   try {
+    // The running server's thresholds (it writes them at start), unless overridden here.
+    const running = (await readLivenessSettings(cp.store)) ?? cp.options;
     return runServerDoctor({
       replicators: await cp.store.replicators.list(),
       sourceServers: await cp.store.sourceServers.list(),
       now: cp.options.now(),
-      notSeenAfterMs: notSeenAfterSeconds(o.agentNotSeenAfter, cp.options.agentNotSeenAfterSeconds) * 1000,
+      notSeenAfterMs: (agentGiven ?? running.agentNotSeenAfterSeconds) * 1000,
+      replicatorNotSeenAfterMs: (replicatorGiven ?? running.replicatorNotSeenAfterSeconds) * 1000,
     });
   } finally {
     await cp.close();

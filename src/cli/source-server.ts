@@ -5,13 +5,14 @@ import { writeJson, writeLine } from "./context.ts";
 import type { StoreFlags } from "./server.ts";
 import { addStoreOptions } from "./server.ts";
 import { createControlPlane } from "../control/index.ts";
+import { readLivenessSettings } from "../control/store/settings.ts";
 import { toSourceServer } from "../model/source-server.ts";
 import { agentNotSeenFlow } from "../model/flow-classify.ts";
 import type { SourceServer } from "../model/mgn-shapes.gen.ts";
 import { silentLogger } from "../lib/log.ts";
 import { FerryError } from "../lib/errors.ts";
 
-type ListFlags = StoreFlags & { agentNotSeenAfter: string };
+type ListFlags = StoreFlags & { agentNotSeenAfter?: string };
 
 function notSeenAfterMs(text: string): number {
   const n = Number(text);
@@ -29,14 +30,21 @@ async function loadServers(o: ListFlags): Promise<SourceServer[]> {
   });
   try {
     const now = cp.options.now();
-    const opts = { agentNotSeenAfterMs: notSeenAfterMs(o.agentNotSeenAfter) };
+    // The running server's threshold (written at its start), so this says what the API says.
+    const running = (await readLivenessSettings(cp.store)) ?? cp.options;
+    const opts = {
+      agentNotSeenAfterMs:
+        o.agentNotSeenAfter === undefined
+          ? running.agentNotSeenAfterSeconds * 1000
+          : notSeenAfterMs(o.agentNotSeenAfter),
+    };
     // Ferry's addition: the network flow failing (docs/private-network.md) — the one the agent
     // last reported, or F2 when the agent is not seen at all.
     return (await cp.store.sourceServers.list()).map((r) => {
       const s = toSourceServer(r, now, opts);
       const failedFlow =
         s.dataReplicationInfo?.dataReplicationError?.error === "AGENT_NOT_SEEN"
-          ? agentNotSeenFlow(r.sourceServerID, r.agent, now)
+          ? agentNotSeenFlow(r.sourceServerID, r.agent, now, opts.agentNotSeenAfterMs)
           : r.agent.failedFlow;
       return { ...s, ...(failedFlow ? { failedFlow } : {}) };
     });
@@ -45,7 +53,8 @@ async function loadServers(o: ListFlags): Promise<SourceServer[]> {
   }
 }
 
-const NOT_SEEN_HELP = "the server's --agent-not-seen-after: an agent silent this long shows AGENT_NOT_SEEN";
+const NOT_SEEN_HELP =
+  "an agent silent this long shows AGENT_NOT_SEEN (default: what the running server uses, else 60)";
 
 export function registerSourceServer(program: Command, ctx: CliContext): void {
   const noun = program.command("source-server").description("Show source servers (state, replication, lag)");
@@ -54,7 +63,7 @@ export function registerSourceServer(program: Command, ctx: CliContext): void {
       .command("list")
       .description("List source servers")
       .option("--json", "print MGN SourceServer objects")
-      .option("--agent-not-seen-after <seconds>", NOT_SEEN_HELP, "60"),
+      .option("--agent-not-seen-after <seconds>", NOT_SEEN_HELP),
     ctx,
   ).action(async (o: ListFlags & { json?: boolean }) => {
     const servers = await loadServers(o);
@@ -82,7 +91,7 @@ export function registerSourceServer(program: Command, ctx: CliContext): void {
       .command("describe")
       .description("Show one source server as JSON")
       .argument("<source-server-id>")
-      .option("--agent-not-seen-after <seconds>", NOT_SEEN_HELP, "60"),
+      .option("--agent-not-seen-after <seconds>", NOT_SEEN_HELP),
     ctx,
   ).action(async (id: string, o: ListFlags) => {
     const s = (await loadServers(o)).find((x) => x.sourceServerID === id);

@@ -4,6 +4,7 @@ import {
   agentNotSeenFlow,
   classifyFailure,
   dataPlaneFailure,
+  findingFor,
   type FlowContext,
   type FlowFailure,
 } from "./flow-classify.ts";
@@ -276,16 +277,32 @@ test("an agent not seen: F2 from the control plane's own knowledge, unless it re
     "s-0123456789abcdef0",
     { registeredAt: now - 90_000, lastSeenAt: now - 42_000 },
     now,
+    20_000,
   );
   assert.equal(silent.flow, "F2");
   assert.equal(silent.ok, false);
   assert.equal(silent.code, "AGENT_NOT_SEEN");
-  assert.match(silent.observed, /no heartbeat from the agent of s-0123456789abcdef0 for 42 s/);
-  assert.match(silent.cause, /hosts line, return route/);
+  assert.equal(
+    silent.observed,
+    "no report from the agent of s-0123456789abcdef0 since 2026-11-25T07:59:18.000Z (42 s ago; AGENT_NOT_SEEN after 20 s)",
+  );
+  // The likely causes in the setup's terms, as the doctor names them.
+  assert.match(silent.cause, /security group does not allow TCP 443 from the source/);
+  assert.match(silent.cause, /no hosts line .* for the service name \(F3\)/);
+  assert.match(silent.cause, /no return route to the source/);
   assert.match(silent.fix, /ferry doctor --source/);
+  assert.match(silent.fix, /HOSTS_LINE_MISSING, SG_443_MISSING, RETURN_ROUTE_MISSING, CLOCK_SKEW/);
   assert.equal(silent.at, new Date(now).toISOString());
-  // Never seen since registration: counted from the registration.
-  assert.match(agentNotSeenFlow("s-1", { registeredAt: now - 30_000 }, now).observed, /for 30 s/);
+  // One line for MGN's rawError: flow, observation, cause, fix, code.
+  assert.match(
+    formatFinding(silent),
+    /^F2 service from the source \(443\): no report from .* Fix: run `ferry doctor --source`.*\[AGENT_NOT_SEEN\]$/,
+  );
+  // Never seen since registration: counted from the registration; no threshold given, none said.
+  assert.match(
+    agentNotSeenFlow("s-1", { registeredAt: now - 30_000 }, now).observed,
+    /since 2026-11-25T07:59:30\.000Z \(30 s ago\)$/,
+  );
   // A data-plane failure the agent reported before it went silent is not why it is silent.
   const f7 = {
     flow: "F7" as const,
@@ -297,7 +314,46 @@ test("an agent not seen: F2 from the control plane's own knowledge, unless it re
     at: "x",
   };
   assert.equal(agentNotSeenFlow("s-1", { registeredAt: 0, failedFlow: f7 }, now).code, "AGENT_NOT_SEEN");
-  // A refused signature the control plane recorded on F2 says more than the silence.
-  const skew = { ...f7, flow: "F2" as const, code: "CLOCK_SKEW" };
-  assert.equal(agentNotSeenFlow("s-1", { registeredAt: 0, failedFlow: skew }, now), skew);
+  // A refused signature the control plane recorded on F2 says more than the silence: its
+  // cause, fix and code, with the silence in what was observed.
+  const skew = {
+    ...f7,
+    flow: "F2" as const,
+    observed: "the server's clock is 3600 s ahead of this host's",
+    cause: "clock skew",
+    fix: "NTP",
+    code: "CLOCK_SKEW",
+    at: "2026-11-25T07:59:50.000Z",
+  };
+  const recorded = agentNotSeenFlow(
+    "s-1",
+    { registeredAt: 0, lastSeenAt: now - 70_000, failedFlow: skew },
+    now,
+    60_000,
+  );
+  assert.deepEqual({ ...recorded, observed: "" }, { ...skew, observed: "" });
+  assert.equal(
+    recorded.observed,
+    "no report from the agent of s-1 since 2026-11-25T07:58:50.000Z (70 s ago; AGENT_NOT_SEEN after 60 s); the control plane refused its request at 2026-11-25T07:59:50.000Z: the server's clock is 3600 s ahead of this host's",
+  );
+});
+
+test("a replicator not seen: F4, its last heartbeat and threshold, the causes on its side, its doctor", () => {
+  const f = findingFor(
+    { flow: "F4", role: "service", side: "replicator" },
+    {
+      check: "heartbeat",
+      who: "replicator r1 (i-1)",
+      ageSeconds: 95,
+      lastSeenAt: "2026-11-25T07:58:25.000Z",
+      thresholdSeconds: 60,
+    },
+  );
+  assert.equal(f.code, "REPLICATOR_NOT_SEEN");
+  assert.equal(
+    f.observed,
+    "no heartbeat from replicator r1 (i-1) since 2026-11-25T07:58:25.000Z (95 s ago; counted as gone after 60 s)",
+  );
+  assert.match(f.cause, /TCP 443 from the replicator/);
+  assert.match(f.fix, /ferry doctor --replicator/);
 });

@@ -37,8 +37,12 @@ export type FlowFailure =
   | { check: "throughput"; bytesPerSecond: number; minimumBytesPerSecond: number }
   /** Seen on the replicator: connections from `peers` stay half-open (their SYN arrived, the reply never got back). */
   | { check: "return-path"; peers: string[]; port: number; noRoute?: boolean }
-  /** Seen by the control plane: a reporter's heartbeats stopped arriving. */
-  | { check: "heartbeat"; who: string; ageSeconds: number };
+  /**
+   * Seen by the control plane: a reporter's heartbeats (an agent's reports, a
+   * replicator's registrations) stopped arriving: the last at `lastSeenAt`
+   * (ISO 8601), counted as missing after `thresholdSeconds`.
+   */
+  | { check: "heartbeat"; who: string; ageSeconds: number; lastSeenAt?: string; thresholdSeconds?: number };
 
 export interface FlowContext {
   flow: FlowId;
@@ -218,18 +222,7 @@ export function classifyFailure(c: FlowContext, f: FlowFailure): Verdict {
         fix: `add a route for the source network via the private link on this host or its subnet's router (ip route add <source CIDR> via <link gateway>)`,
       };
     case "heartbeat":
-      return {
-        code: c.flow === "F4" ? "REPLICATOR_NOT_SEEN" : "AGENT_NOT_SEEN",
-        observed: `no heartbeat from ${f.who} for ${Math.round(f.ageSeconds)} s`,
-        cause:
-          c.flow === "F4"
-            ? "the replicator cannot reach the service endpoint on 443 (F4), or it stopped"
-            : "the agent cannot reach the service endpoint on 443 (F2: security group, hosts line, return route), its signature is refused (clock skew), or it stopped",
-        fix:
-          c.flow === "F4"
-            ? "run `ferry doctor --replicator` on the replicator host"
-            : "run `ferry doctor --source` on the source server",
-      };
+      return classifyHeartbeat(c, f);
     case "throughput":
       return {
         code: "SLOW_DATA_PLANE",
@@ -303,6 +296,34 @@ function classifyConnect(c: FlowContext, f: Extract<FlowFailure, { check: "conne
   };
 }
 
+/**
+ * A reporter the control plane stopped hearing from. It cannot say why; the
+ * likely causes are the paths its heartbeats take (in the doctor's terms),
+ * and the doctor on that host names the one.
+ */
+function classifyHeartbeat(c: FlowContext, f: Extract<FlowFailure, { check: "heartbeat" }>): Verdict {
+  const since = f.lastSeenAt ? ` since ${f.lastSeenAt}` : "";
+  const age = `${Math.round(f.ageSeconds)} s ago`;
+  if (c.flow === "F4") {
+    const limit = f.thresholdSeconds === undefined ? "" : `; counted as gone after ${f.thresholdSeconds} s`;
+    return {
+      code: "REPLICATOR_NOT_SEEN",
+      observed: `no heartbeat from ${f.who}${since} (${age}${limit})`,
+      cause:
+        "its heartbeats do not reach the service endpoint on 443 (F4): the service endpoint's security group does not allow TCP 443 from the replicator, the replicator has no hosts line (or resolver record) for the service name, the staging network's route to the service endpoint is missing, or the replicator's clock is skewed; or `ferry replicator run` stopped",
+      fix: "run `ferry doctor --replicator` on the replicator host (it names the blocked flow and the change); if every flow passes there, start `ferry replicator run --join …` again",
+    };
+  }
+  const limit = f.thresholdSeconds === undefined ? "" : `; AGENT_NOT_SEEN after ${f.thresholdSeconds} s`;
+  return {
+    code: "AGENT_NOT_SEEN",
+    observed: `no report from ${f.who}${since} (${age}${limit})`,
+    cause:
+      "its reports do not reach the service endpoint on 443 (F2): the service endpoint's security group does not allow TCP 443 from the source, the source has no hosts line (or resolver record) for the service name (F3), or the staging network has no return route to the source; or the agent stopped (a signature refused for clock skew would be recorded and named here instead)",
+    fix: "run `ferry doctor --source` on the source server: it names which (HOSTS_LINE_MISSING, SG_443_MISSING, RETURN_ROUTE_MISSING, CLOCK_SKEW) and the change; if every flow passes there, start the agent (systemctl start ferry-agent)",
+  };
+}
+
 function formatRate(bps: number): string {
   return `${(bps / 1048576).toFixed(1)} MiB/s`;
 }
@@ -315,23 +336,37 @@ export function findingFor(c: FlowContext, f: FlowFailure): FlowFinding {
 
 /**
  * The failed flow the control plane shows for an agent it has stopped
- * hearing from (MGN's AGENT_NOT_SEEN): what it recorded itself on F2 (a
- * signature refused for clock skew), else F2 from its own knowledge — the
- * agent's reports stopped arriving; the agent cannot say why, the doctor on
- * the source can.
+ * hearing from (MGN's AGENT_NOT_SEEN), in the doctor's vocabulary: F2, what
+ * it observed (the last report, how long ago) and the likely causes. When it
+ * recorded an F2 cause itself (a signature refused for clock skew: only
+ * after the last accepted report, which clears it), that cause, code and fix
+ * instead, with the silence in what was observed.
  */
 export function agentNotSeenFlow(
   sourceServerID: string,
   agent: { lastSeenAt?: number; registeredAt: number; failedFlow?: ObservedFlowFailure },
   now: number,
+  notSeenAfterMs?: number,
 ): ObservedFlowFailure {
-  if (agent.failedFlow?.flow === "F2") return agent.failedFlow;
   const seen = agent.lastSeenAt ?? agent.registeredAt;
-  const f = findingFor(
+  const silence = findingFor(
     { flow: "F2", role: "service", side: "source" },
-    { check: "heartbeat", who: `the agent of ${sourceServerID}`, ageSeconds: (now - seen) / 1000 },
+    {
+      check: "heartbeat",
+      who: `the agent of ${sourceServerID}`,
+      ageSeconds: (now - seen) / 1000,
+      lastSeenAt: new Date(seen).toISOString(),
+      ...(notSeenAfterMs !== undefined ? { thresholdSeconds: notSeenAfterMs / 1000 } : {}),
+    },
   );
-  return { ...f, ok: false, at: new Date(now).toISOString() };
+  const recorded = agent.failedFlow;
+  if (recorded?.flow === "F2") {
+    return {
+      ...recorded,
+      observed: `${silence.observed}; the control plane refused its request at ${recorded.at}: ${recorded.observed}`,
+    };
+  }
+  return { ...silence, ok: false, at: new Date(now).toISOString() };
 }
 
 /** Node's socket error code of a failed connection (timeouts we raise ourselves are ETIMEDOUT). */

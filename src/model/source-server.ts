@@ -18,6 +18,7 @@ import type {
 import type { AgentReplicationState, DesiredReplicationState } from "./agent-api.ts";
 import { isoDateTime, isoDuration } from "./duration.ts";
 import { formatFinding, type ObservedFlowFailure } from "./flows.ts";
+import { agentNotSeenFlow } from "./flow-classify.ts";
 import type { LaunchedInstanceDetails } from "./launch.ts";
 
 export interface AgentStatus {
@@ -71,6 +72,11 @@ export interface SourceServerRecord {
 export interface ReplicationStateOptions {
   /** No report for this long → STALLED with AGENT_NOT_SEEN. */
   agentNotSeenAfterMs: number;
+  /**
+   * A replicator with no heartbeat for this long is not assigned (its own threshold: at least
+   * 3 heartbeats, whatever the agents' is). @default 60 s
+   */
+  replicatorNotSeenAfterMs?: number;
 }
 
 const STEP_ORDER = [
@@ -136,11 +142,8 @@ export function computeDataReplicationInfo(
         dataReplicationState: "STALLED",
         dataReplicationError: {
           error: "AGENT_NOT_SEEN",
-          rawError: `No report from the agent since ${isoDateTime(seen)}: ${
-            a.failedFlow?.flow === "F2"
-              ? formatFinding(a.failedFlow)
-              : "flow F2 (service from the source, 443) is the likely block; run `ferry doctor --source` on the source"
-          }`,
+          // The flow, what was observed, the likely causes and the fix, as the doctor says them.
+          rawError: formatFinding(agentNotSeenFlow(r.sourceServerID, a, now, opts.agentNotSeenAfterMs)),
         },
       },
       a,

@@ -103,7 +103,7 @@ export async function sourceDoctor(
   return parseReport(r);
 }
 
-/** `ferry doctor --server --json` on the control plane's host, with its not-seen threshold. */
+/** `ferry doctor --server --json` on the control plane's host (the running server's not-seen thresholds: no flag). */
 export async function serverDoctor(lab: Lab): Promise<DoctorRun> {
   const cp = lab.endpoints.controlPlane;
   const r = await lab.exec("service", FERRY, [
@@ -113,8 +113,6 @@ export async function serverDoctor(lab: Lab): Promise<DoctorRun> {
     cp.dataDir,
     "--region",
     lab.plan.names.region,
-    "--agent-not-seen-after",
-    String(cp.agentNotSeenAfterSeconds),
     "--json",
   ]);
   return parseReport(r);
@@ -134,7 +132,11 @@ export async function sourceServerIds(lab: Lab): Promise<string[]> {
   return (r.items ?? []).map((s) => s.sourceServerID).sort();
 }
 
-/** What `ferry source-server describe` prints on the control plane's host. */
+/**
+ * What `ferry source-server describe` prints on the control plane's host,
+ * without --agent-not-seen-after: it judges "not seen" by the running
+ * server's threshold, which the server keeps in its database.
+ */
 export async function describeCli(lab: Lab, id: string): Promise<DescribedServer> {
   const cp = lab.endpoints.controlPlane;
   const r = await lab.exec("service", FERRY, [
@@ -145,8 +147,6 @@ export async function describeCli(lab: Lab, id: string): Promise<DescribedServer
     cp.dataDir,
     "--region",
     lab.plan.names.region,
-    "--agent-not-seen-after",
-    String(cp.agentNotSeenAfterSeconds),
   ]);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as DescribedServer;

@@ -14,6 +14,9 @@ import type {
 import { assignmentFor, chooseReplicator, newReplicatorId, replicatorFits } from "../../model/replicator.ts";
 import { accessDenied } from "../../model/api-errors.ts";
 
+/** When the context does not say (the control plane always does): `ferry server`'s default. */
+const DEFAULT_REPLICATOR_NOT_SEEN_AFTER_MS = 60_000;
+
 export async function registerReplicator(
   ctx: OpContext,
   input: z.infer<typeof ReplicatorRegisterRequest>,
@@ -66,7 +69,8 @@ export async function assignReplicator(
   const base = {
     config: rec.replicationConfiguration,
     now: ctx.now(),
-    replicatorDeadAfterMs: ctx.stateOptions.agentNotSeenAfterMs,
+    // Their own threshold (≥ 3 heartbeats), not the agents' --agent-not-seen-after.
+    replicatorDeadAfterMs: ctx.stateOptions.replicatorNotSeenAfterMs ?? DEFAULT_REPLICATOR_NOT_SEEN_AFTER_MS,
   };
   const current = replicators.find((r) => r.replicatorId === rec.replicatorId);
   if (

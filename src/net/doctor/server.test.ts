@@ -39,6 +39,7 @@ test("the server's view: heartbeats that stopped (F2, F4) and the flows agents r
   const findings = runServerDoctor({
     now: NOW,
     notSeenAfterMs: 60_000,
+    replicatorNotSeenAfterMs: 60_000,
     replicators: [replicator("alive", NOW - 5_000), replicator("gone", NOW - 300_000)],
     sourceServers: [
       server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 5_000, failedFlow: f7 }),
@@ -55,9 +56,12 @@ test("the server's view: heartbeats that stopped (F2, F4) and the flows agents r
   const text = renderReport(findings);
   assert.match(
     text,
-    /✗ F2 .*\[AGENT_NOT_SEEN\]\n {4}observed: no heartbeat from the agent of s-bbbbbbbbbbbbbbbbb for 120 s/,
+    /✗ F2 .*\[AGENT_NOT_SEEN\]\n {4}observed: no report from the agent of s-bbbbbbbbbbbbbbbbb since 2026-11-25T04:58:00\.000Z \(120 s ago; AGENT_NOT_SEEN after 60 s\)/,
   );
-  assert.match(text, /observed: no heartbeat from replicator gone .* for 300 s/);
+  assert.match(
+    text,
+    /observed: no heartbeat from replicator gone \(i-gone\d+\) since 2026-11-25T04:55:00\.000Z \(300 s ago; counted as gone after 60 s\)/,
+  );
   assert.match(text, /observed: s-aaaaaaaaaaaaaaaaa \(reported 2026-11-25T04:59:50.000Z\): TCP 1500/);
   assert.match(text, /3 flow\(s\) failing\n$/);
 });
@@ -66,6 +70,7 @@ test("the server's view when everything reports: every flow passes", () => {
   const findings = runServerDoctor({
     now: NOW,
     notSeenAfterMs: 60_000,
+    replicatorNotSeenAfterMs: 60_000,
     replicators: [replicator("alive", NOW - 5_000)],
     sourceServers: [server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 5_000 })],
   });
@@ -93,11 +98,35 @@ test("the server's view of an agent whose signatures were refused for clock skew
   const findings = runServerDoctor({
     now: NOW,
     notSeenAfterMs: 60_000,
+    replicatorNotSeenAfterMs: 60_000,
     replicators: [replicator("alive", NOW - 5_000)],
     sourceServers: [server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 120_000, failedFlow: skew })],
   });
   const f2 = findings.find((f) => f.flow === "F2")!;
   assert.equal(f2.ok, false);
   assert.equal(f2.code, "CLOCK_SKEW");
-  assert.match(f2.observed, /^s-aaaaaaaaaaaaaaaaa is not seen; the control plane recorded at .*3600 s ahead/);
+  assert.match(
+    f2.observed,
+    /^no report from the agent of s-aaaaaaaaaaaaaaaaa since .* \(120 s ago; .*\); the control plane refused its request at 2026-11-25T04:59:00\.000Z: .*3600 s ahead/,
+  );
+});
+
+test("replicators are judged by their own threshold: a short agent threshold does not drop a live replicator", () => {
+  const findings = runServerDoctor({
+    now: NOW,
+    notSeenAfterMs: 5_000,
+    replicatorNotSeenAfterMs: 30_000,
+    // Heartbeats every 10 s: 12 s since the last one is alive; 31 s is three missed.
+    replicators: [replicator("alive", NOW - 12_000), replicator("late", NOW - 31_000)],
+    sourceServers: [server("s-aaaaaaaaaaaaaaaaa", { lastSeenAt: NOW - 6_000 })],
+  });
+  const failing = findings.filter((f) => !f.ok);
+  assert.deepEqual(
+    failing.map((f) => [f.flow, f.code]),
+    [
+      ["F2", "AGENT_NOT_SEEN"],
+      ["F4", "REPLICATOR_NOT_SEEN"],
+    ],
+  );
+  assert.match(failing[1]!.observed, /^no heartbeat from replicator late /);
 });

@@ -13,8 +13,10 @@ export interface ServerDoctorInput {
   replicators: ReplicatorRecord[];
   sourceServers: SourceServerRecord[];
   now: number;
-  /** Heartbeats older than this count as missing. */
+  /** An agent's last report older than this counts as missing (the server's --agent-not-seen-after). */
   notSeenAfterMs: number;
+  /** A replicator's last heartbeat older than this counts as missing (the server's --replicator-not-seen-after). */
+  replicatorNotSeenAfterMs: number;
 }
 
 function ok(flow: FlowId, observed: string): DoctorFinding {
@@ -28,14 +30,11 @@ export function runServerDoctor(i: ServerDoctorInput): DoctorFinding[] {
     (s) => i.now - (s.agent.lastSeenAt ?? s.agent.registeredAt) > i.notSeenAfterMs,
   );
   for (const s of lateAgents) {
-    const f = agentNotSeenFlow(s.sourceServerID, s.agent, i.now);
+    const f = agentNotSeenFlow(s.sourceServerID, s.agent, i.now, i.notSeenAfterMs);
     out.push({
       flow: f.flow,
       ok: false,
-      observed:
-        f.code === "AGENT_NOT_SEEN"
-          ? f.observed
-          : `${s.sourceServerID} is not seen; the control plane recorded at ${f.at}: ${f.observed}`,
+      observed: f.observed,
       cause: f.cause,
       fix: f.fix,
       ...(f.code ? { code: f.code } : {}),
@@ -44,7 +43,7 @@ export function runServerDoctor(i: ServerDoctorInput): DoctorFinding[] {
   }
   if (!lateAgents.length) out.push(ok("F2", `${active.length} agent(s) reporting`));
 
-  const late = i.replicators.filter((r) => i.now - r.lastSeenAt > i.notSeenAfterMs);
+  const late = i.replicators.filter((r) => i.now - r.lastSeenAt > i.replicatorNotSeenAfterMs);
   for (const r of late) {
     const f = findingFor(
       { flow: "F4", role: "service", side: "replicator" },
@@ -52,6 +51,8 @@ export function runServerDoctor(i: ServerDoctorInput): DoctorFinding[] {
         check: "heartbeat",
         who: `replicator ${r.name} (${r.replicatorId})`,
         ageSeconds: (i.now - r.lastSeenAt) / 1000,
+        lastSeenAt: new Date(r.lastSeenAt).toISOString(),
+        thresholdSeconds: i.replicatorNotSeenAfterMs / 1000,
       },
     );
     out.push({ ...f, checks: [] });

@@ -206,7 +206,8 @@ export class Lab {
   /**
    * The source servers as the control plane's store holds them (`ferry
    * source-server list --json` on its data dir, no network): readable while
-   * the clock-skew knob makes every signed call fail.
+   * the clock-skew knob makes every signed call fail. "Not seen" is judged by
+   * the running server's threshold, which it keeps in the store.
    */
   async sourceServers<T = Record<string, unknown>>(): Promise<T[]> {
     const cp = this.endpoints.controlPlane;
@@ -217,8 +218,6 @@ export class Lab {
       cp.dataDir,
       "--region",
       this.plan.names.region,
-      "--agent-not-seen-after",
-      String(cp.agentNotSeenAfterSeconds),
       "--json",
     ]);
     return JSON.parse(out) as T[];
