@@ -6,7 +6,8 @@
  * the memory as external, which starts a full garbage collection every few
  * dozen MiB. Frames of at least `minBytes` get a buffer from a free list of
  * size classes; the session hands it back once the frame's bytes were written
- * (or dropped). Small frames are ordinary allocations.
+ * (or dropped). Small frames are ordinary allocations. The memory is shared
+ * (SharedArrayBuffer): worker threads check payloads in place.
  */
 
 export interface FramePoolOptions {
@@ -23,9 +24,9 @@ export class FramePool {
   private readonly classBytes: number;
   private readonly maxFreeBytes: number;
   /** Free buffers by size (bytes). */
-  private readonly free = new Map<number, ArrayBuffer[]>();
+  private readonly free = new Map<number, SharedArrayBuffer[]>();
   /** Buffers handed out and not yet given back. */
-  private readonly lent = new WeakSet<ArrayBuffer>();
+  private readonly lent = new WeakSet<SharedArrayBuffer>();
   private freeBytes = 0;
   /** Allocations that found no free buffer (for tests and figures). */
   misses = 0;
@@ -43,7 +44,7 @@ export class FramePool {
     let ab = this.free.get(size)?.pop();
     if (ab) this.freeBytes -= size;
     else {
-      ab = new ArrayBuffer(size);
+      ab = new SharedArrayBuffer(size);
       this.misses++;
     }
     this.lent.add(ab);
@@ -57,7 +58,7 @@ export class FramePool {
    */
   release(view: Uint8Array): void {
     const ab = view.buffer;
-    if (!(ab instanceof ArrayBuffer) || !this.lent.has(ab)) return;
+    if (!(ab instanceof SharedArrayBuffer) || !this.lent.has(ab)) return;
     this.lent.delete(ab);
     if (this.freeBytes + ab.byteLength > this.maxFreeBytes) return;
     let list = this.free.get(ab.byteLength);

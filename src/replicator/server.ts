@@ -19,6 +19,7 @@ import { SnapshotScheduler } from "./snapshots-scheduler.ts";
 import { PROBE_ALPN } from "../wire/probe.ts";
 import { serveProbe } from "./probe.ts";
 import { FramePool } from "./frame-pool.ts";
+import { createPayloadChecker, resolveVerifyWorkers } from "./payload-checker.ts";
 import {
   type Authorize,
   Session,
@@ -64,6 +65,8 @@ export interface ReplicatorOptions {
   flushBytes?: number;
   /** @default 256 */
   maxConnections?: number;
+  /** Worker threads that decompress and verify large payloads (0: the event loop). @default "auto" (cores − 1, 1–4) */
+  verifyWorkers?: number | "auto";
   log?: Logger;
   onEvent?: (event: SessionEvent) => void;
   /** Point-in-time snapshot rules. @default DEFAULT_PIT_POLICY (10 min kept 1 h, hourly kept 24 h, daily kept 7 days) */
@@ -179,8 +182,10 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   const catalog = new StoreCatalog(store, { takeSnapshot: (id, o) => scheduler.takeSnapshot(id, o) });
   // Shared by the sessions: memory for large frames, reused across connections.
   const frames = new FramePool();
+  const payloads = createPayloadChecker(resolveVerifyWorkers(options.verifyWorkers));
   const host: SessionHost = {
     frames,
+    payloads,
     dataDir: options.dataDir,
     store,
     snapshots: scheduler,
@@ -233,21 +238,26 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   });
   server.on("tlsClientError", (err) => log.debug("TLS handshake failed", { error: err.message }));
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err: NodeJS.ErrnoException) => {
-      const where = `${options.host ?? "0.0.0.0"}:${options.port ?? 1500}`;
-      if (err.code === "EADDRINUSE") {
-        reject(
-          new FerryError("ADDRESS_IN_USE", `cannot listen on ${where}: the port is in use`, { cause: err }),
-        );
-      } else if (err.code === "EACCES") {
-        reject(
-          new FerryError("ADDRESS_DENIED", `cannot listen on ${where}: permission denied`, { cause: err }),
-        );
-      } else reject(err);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) => {
+        const where = `${options.host ?? "0.0.0.0"}:${options.port ?? 1500}`;
+        if (err.code === "EADDRINUSE") {
+          reject(
+            new FerryError("ADDRESS_IN_USE", `cannot listen on ${where}: the port is in use`, { cause: err }),
+          );
+        } else if (err.code === "EACCES") {
+          reject(
+            new FerryError("ADDRESS_DENIED", `cannot listen on ${where}: permission denied`, { cause: err }),
+          );
+        } else reject(err);
+      });
+      server.listen(options.port ?? 1500, options.host ?? "0.0.0.0", () => resolve());
     });
-    server.listen(options.port ?? 1500, options.host ?? "0.0.0.0", () => resolve());
-  });
+  } catch (err) {
+    await payloads.close();
+    throw err;
+  }
   const addr = server.address() as AddressInfo;
   log.info("replicator listening", { host: addr.address, port: addr.port, dataDir: options.dataDir });
   return {
@@ -267,6 +277,7 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
         for (const s of sessions) void s.terminate();
       });
       await Promise.all([...sessions].map((s) => s.ended));
+      await payloads.close();
     },
   };
 }

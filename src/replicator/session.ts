@@ -6,7 +6,6 @@
  * ends with an ACK of the highest sequence number it made durable.
  */
 import type { X509Certificate } from "node:crypto";
-import { zstdDecompressSync } from "node:zlib";
 import { FerryError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import {
@@ -15,13 +14,14 @@ import {
   HASH_BYTES,
   HelloMode,
   PROTOCOL_VERSION,
-  blockHashes,
   type DataFrame,
   type Frame,
   type FramedConnection,
   type HelloFrame,
 } from "../wire/index.ts";
 import type { FramePool } from "./frame-pool.ts";
+import { checkPayload } from "./payload-check.ts";
+import type { PayloadChecker } from "./payload-checker.ts";
 import type { ObjectStore } from "./store/object-store.ts";
 import { StagingVolume, checkName } from "./volume.ts";
 
@@ -61,6 +61,8 @@ export interface SessionHost {
   store: ObjectStore;
   /** Where the connection's decoder took large frames from; they are given back once written. */
   frames?: FramePool;
+  /** Where payloads are decompressed and verified. @default the event loop */
+  payloads?: PayloadChecker;
   snapshots?: SnapshotHook;
   limits: SessionLimits;
   authorize: Authorize;
@@ -362,28 +364,31 @@ export class Session {
 
   /** Decompresses and verifies a payload; never lets damaged data through. */
   private async prepare(frame: DataFrame, hashBlockSize: number): Promise<Buffer> {
-    let data = frame.payload;
-    if (frame.compression === Compression.ZSTD) {
-      try {
-        data = zstdDecompressSync(frame.payload, {
-          maxOutputLength: frame.length,
-          chunkSize: Math.max(64, frame.length),
-        });
-      } catch (err) {
-        throw new FerryError(
-          "DATA_CHECKSUM_MISMATCH",
-          `DATA at offset ${frame.offset} does not decompress (${(err as Error).message}): damaged in transit, not written`,
-        );
-      }
+    const task = {
+      payload: frame.payload,
+      compression: frame.compression,
+      length: frame.length,
+      hashes: frame.hashes,
+      hashBlockSize,
+    };
+    const r = this.host.payloads ? await this.host.payloads.check(task) : checkPayload(task);
+    if (!r.ok && r.why === "decompress") {
+      throw new FerryError(
+        "DATA_CHECKSUM_MISMATCH",
+        `DATA at offset ${frame.offset} does not decompress (${r.message ?? "corrupt"}): damaged in transit, not written`,
+      );
     }
-    if (data.length !== frame.length || !blockHashes(data, hashBlockSize).equals(frame.hashes)) {
+    if (!r.ok) {
       throw new FerryError(
         "DATA_CHECKSUM_MISMATCH",
         `DATA at offset ${frame.offset} failed its BLAKE3 check: damaged in transit, not written; the agent resends it`,
         { details: { offset: Number(frame.offset) } },
       );
     }
-    return data;
+    if (!r.data) return frame.payload;
+    return Buffer.isBuffer(r.data)
+      ? r.data
+      : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
   }
 
   private enqueue(bytes: number, apply: (vol: StagingVolume) => Promise<void>): void {

@@ -1,0 +1,53 @@
+/**
+ * Where payloads are checked: on worker threads when the payload lies in
+ * shared memory (the frame pool's buffers: every large frame), on the event
+ * loop otherwise (small frames, and `workers: 0`). Off the event loop, BLAKE3
+ * and zstd no longer hold up reading the socket (TLS decryption, framing),
+ * which only the event loop can do.
+ */
+import { availableParallelism } from "node:os";
+import { FerryError } from "../lib/errors.ts";
+import { WorkerPool } from "../lib/worker-pool.ts";
+import { checkPayload, type PayloadResult, type PayloadTask } from "./payload-check.ts";
+
+export interface PayloadChecker {
+  readonly workers: number;
+  check(task: PayloadTask): Promise<PayloadResult>;
+  close(): Promise<void>;
+}
+
+/** Worker threads for `"auto"`: the cores but one (the event loop's), at least 1, at most 4. */
+export function resolveVerifyWorkers(workers: number | "auto" | undefined): number {
+  if (workers === undefined || workers === "auto")
+    return Math.max(1, Math.min(4, availableParallelism() - 1));
+  if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
+    throw new FerryError(
+      "BAD_WORKER_COUNT",
+      `verify worker count ${workers} must be an integer from 0 to 64 (or auto); 0 checks payloads on the event loop`,
+    );
+  }
+  return workers;
+}
+
+export function createPayloadChecker(workers: number): PayloadChecker {
+  const inline = (task: PayloadTask) => {
+    try {
+      return Promise.resolve(checkPayload(task));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  };
+  if (workers === 0) return { workers: 0, check: inline, close: () => Promise.resolve() };
+  const pool = new WorkerPool<PayloadTask, PayloadResult>({
+    url: new URL("./payload-worker.ts", import.meta.url),
+    size: workers,
+    name: "payload check",
+  });
+  return {
+    workers,
+    check: (task) =>
+      // Posting ordinary memory would copy it (or a whole TLS chunk): check those here.
+      task.payload.buffer instanceof SharedArrayBuffer ? pool.run(task) : inline(task),
+    close: () => pool.close(),
+  };
+}
