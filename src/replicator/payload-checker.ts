@@ -38,16 +38,24 @@ export function createPayloadChecker(workers: number): PayloadChecker {
     }
   };
   if (workers === 0) return { workers: 0, check: inline, close: () => Promise.resolve() };
-  const pool = new WorkerPool<PayloadTask, PayloadResult>({
-    url: new URL("./payload-worker.ts", import.meta.url),
-    size: workers,
-    name: "payload check",
-  });
+  // Started with the first large payload: a replicator that never gets one starts no thread.
+  let pool: WorkerPool<PayloadTask, PayloadResult> | undefined;
+  let closed = false;
   return {
     workers,
-    check: (task) =>
+    check: (task) => {
       // Posting ordinary memory would copy it (or a whole TLS chunk): check those here.
-      task.payload.buffer instanceof SharedArrayBuffer ? pool.run(task) : inline(task),
-    close: () => pool.close(),
+      if (!(task.payload.buffer instanceof SharedArrayBuffer) || closed) return inline(task);
+      pool ??= new WorkerPool<PayloadTask, PayloadResult>({
+        url: new URL("./payload-worker.ts", import.meta.url),
+        size: workers,
+        name: "payload check",
+      });
+      return pool.run(task);
+    },
+    close: async () => {
+      closed = true;
+      await pool?.close();
+    },
   };
 }
