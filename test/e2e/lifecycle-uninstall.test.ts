@@ -164,6 +164,7 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 interface RunningAgent {
+  child: ChildProcess;
   exited: Promise<number | null>;
   log(): string;
 }
@@ -181,7 +182,11 @@ function startAgent(s: Source, stateDir: string): RunningAgent {
   s.scratch.defer(() => stop(agent));
   let log = "";
   agent.stderr!.on("data", (d: Buffer) => (log += d.toString()));
-  return { exited: new Promise((resolve) => agent.once("exit", (code) => resolve(code))), log: () => log };
+  return {
+    child: agent,
+    exited: new Promise((resolve) => agent.once("exit", (code) => resolve(code))),
+    log: () => log,
+  };
 }
 
 async function waitForServer(
@@ -407,6 +412,58 @@ test(
       const again = await s.install(installDir, stateDir);
       assert.equal(again.sourceServerID, first.sourceServerID, "the same machine is the same server");
       assert.ok(await exists(unitFile));
+    } finally {
+      await scratch.cleanup();
+    }
+  },
+);
+
+test(
+  "an agent that misses the uninstall (frozen through the grace period) finds its key revoked and stops replicating",
+  { timeout: 120_000 },
+  async () => {
+    const scratch = await createScratch("ferry-lifecycle-grace-");
+    const saved = process.env.FERRY_AGENT_UNINSTALL_GRACE_SECONDS;
+    process.env.FERRY_AGENT_UNINSTALL_GRACE_SECONDS = "2";
+    let s: Source;
+    try {
+      s = await createSource(scratch);
+    } finally {
+      if (saved === undefined) delete process.env.FERRY_AGENT_UNINSTALL_GRACE_SECONDS;
+      else process.env.FERRY_AGENT_UNINSTALL_GRACE_SECONDS = saved;
+    }
+    try {
+      const stateDir = join(scratch.dir, "agent-state");
+      const { sourceServerID: id } = await s.install(ROOT, stateDir);
+      const agent = startAgent(s, stateDir);
+      await waitForServer(
+        s,
+        id,
+        "CONTINUOUS",
+        (i) => i.dataReplicationInfo?.dataReplicationState === "CONTINUOUS",
+        agent,
+      );
+      const child = agent.child;
+      // bin/ferry execs node: the pid is the agent's.
+      process.kill(child.pid!, "SIGSTOP");
+      try {
+        await s.mgn.send(new DisconnectFromServiceCommand({ sourceServerID: id }));
+        const keys = async () =>
+          (await s.up.controlPlane.store.accessKeys.list()).filter((k) => k.sourceServerID === id).length;
+        // The sweep (every second with a 2 s grace) revokes the key of an agent that does not call.
+        for (let i = 0; i < 100 && (await keys()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+        assert.equal(await keys(), 0, "revoked at the end of the grace period");
+      } finally {
+        process.kill(child.pid!, "SIGCONT");
+      }
+      for (let i = 0; i < 100 && !/refused this agent's key: replication stopped/.test(agent.log()); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.match(agent.log(), /refused this agent's key: replication stopped/);
+      assert.doesNotMatch(agent.log(), /uninstalling the agent/);
+      assert.equal(child.exitCode, null, "it keeps running, doing nothing, until it is removed");
+      assert.ok(await exists(stateDir), "nothing told it to remove its state");
+      const item = await describe(s, id);
+      assert.equal(item?.lifeCycle?.state, "DISCONNECTED");
     } finally {
       await scratch.cleanup();
     }
