@@ -50,7 +50,10 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
   program
     .command("doctor")
     .description("check every network flow this side needs and name what blocks it (exit 1 if one fails)")
-    .option("--source", "on a source server: F3, F1, F2, F7 with the agent's installed configuration")
+    .option(
+      "--source",
+      "on a source server: F3, F1, F2, F7 with the agent's installed configuration (F1 with --s3-endpoint; before installing, without it, F1 is the package on the control plane)",
+    )
     .option("--replicator", "on a replicator host: F3, F4, F6, and F7 from the replicator's side")
     .option("--server", "on the control plane's host: F2, F4, F7 as agents and replicators report them")
     .option("--state-dir <dir>", "the agent's state (source; default: the installed agent's)")
@@ -171,6 +174,8 @@ async function source(o: DoctorFlags, ctx: CliContext): Promise<DoctorFinding[]>
     ...(o.caFingerprint ? { caFingerprint: o.caFingerprint } : {}),
     hosts: parseResolve(o.resolve),
     ...(await s3Options(o, o.region)),
+    // Before installing, without an object store: the installer downloads from the control plane.
+    packageFromControlPlane: !o.s3Endpoint,
     timeoutMs: Number(o.timeoutMs),
   });
 }

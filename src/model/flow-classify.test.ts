@@ -202,6 +202,32 @@ const cases: {
     fix: /ferry release publish/,
   },
   {
+    name: "a package not published to the control plane (an installer without --s3-endpoint)",
+    ctx: source("F1", "service"),
+    failure: {
+      check: "http",
+      url: "https://mgn.lab/ferry/agent/package.sha256",
+      status: 404,
+      from: "control-plane",
+    },
+    code: "PACKAGE_NOT_PUBLISHED",
+    cause: /no agent package has been published to this control plane/,
+    fix: /ferry release publish --endpoint/,
+  },
+  {
+    name: "the control plane refusing the download to this key",
+    ctx: source("F1", "service"),
+    failure: {
+      check: "http",
+      url: "https://mgn.lab/ferry/agent/package.sha256",
+      status: 403,
+      from: "control-plane",
+    },
+    code: "PACKAGE_REFUSED",
+    cause: /refuses this key/,
+    fix: /--scope install/,
+  },
+  {
     name: "a slow probe",
     ctx: source("F7", "replicator"),
     failure: { check: "throughput", bytesPerSecond: 1000, minimumBytesPerSecond: 1048576 },

@@ -33,7 +33,8 @@ export type FlowFailure =
   | { check: "auth"; errorType: string; message: string }
   | { check: "assignment"; reason: "not-registered" | "none" | "not-running"; state?: string }
   | { check: "pairing"; address: string; error: string; expected?: string; got?: string }
-  | { check: "http"; url: string; status: number }
+  /** The package's hash file answered `status`: from the bucket, or (without --s3-endpoint) from the control plane. */
+  | { check: "http"; url: string; status: number; from?: "object-store" | "control-plane" }
   | { check: "throughput"; bytesPerSecond: number; minimumBytesPerSecond: number }
   /** Seen on the replicator: connections from `peers` stay half-open (their SYN arrived, the reply never got back). */
   | { check: "return-path"; peers: string[]; port: number; noRoute?: boolean }
@@ -196,6 +197,27 @@ export function classifyFailure(c: FlowContext, f: FlowFailure): Verdict {
             fix: "join the replicator to the same control plane the agent registered with (ferry replicator run --join <endpoint>)",
           };
     case "http":
+      if (f.from === "control-plane") {
+        return f.status === 404
+          ? {
+              code: "PACKAGE_NOT_PUBLISHED",
+              observed: `${f.url} answered 404 (the installer downloads from the control plane: no --s3-endpoint)`,
+              cause: "no agent package has been published to this control plane",
+              fix: "publish it there: `ferry release publish --endpoint <this control plane's URL>` with an operator key (or publish to a bucket and give the installer --s3-endpoint)",
+            }
+          : {
+              code: "PACKAGE_REFUSED",
+              observed: `${f.url} answered HTTP ${f.status}`,
+              cause:
+                f.status === 403
+                  ? "the control plane refuses this key the download (a key of another control plane, or the wrong --region)"
+                  : "the control plane answered the download with an error",
+              fix:
+                f.status === 403
+                  ? "use an install key of this control plane (`ferry access-key create --scope install`) and its --region"
+                  : "see the control plane's log for the request",
+            };
+      }
       return f.status === 404
         ? {
             code: "PACKAGE_NOT_PUBLISHED",

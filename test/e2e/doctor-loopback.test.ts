@@ -7,7 +7,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startEmbedded, type Embedded } from "../../src/cli/embedded.ts";
 import { createControlClient } from "../../src/agent/control-client.ts";
@@ -16,6 +17,7 @@ import { silentLogger } from "../../src/lib/log.ts";
 import { runSourceDoctor } from "../../src/net/doctor/source.ts";
 import { probeDataPlane } from "../../src/net/doctor/probes.ts";
 import { main } from "../../src/cli/main.ts";
+import { publishToControlPlane } from "../../src/release/publish-control.ts";
 import { createScratch, type Scratch } from "../support/loop.ts";
 import { Writable } from "node:stream";
 
@@ -198,5 +200,91 @@ describe("ferry doctor on loopback", { timeout: 120_000 }, () => {
     };
     assert.deepEqual(Object.keys(json.flows[0]!).slice(0, 5), ["flow", "ok", "observed", "cause", "fix"]);
     assert.ok(json.flows.every((f) => f.ok));
+  });
+
+  test("before installing without --s3-endpoint: F1 is the package on the control plane, missing, then published", async () => {
+    const install = await cp.controlPlane.accessKeys.create("install", "doctor F1 test");
+    const out: string[] = [];
+    const stdout = new Writable({ write: (c, _e, cb) => (out.push(String(c)), cb()) });
+    const ctx = {
+      stdout,
+      stderr: stdout,
+      isTTY: false,
+      env: { AWS_ACCESS_KEY_ID: install.accessKeyId, AWS_SECRET_ACCESS_KEY: install.secretAccessKey },
+      signal: new AbortController().signal,
+    };
+    type Flow = { flow: string; ok: boolean; observed: string; cause: string; fix: string; code?: string };
+    const doctor = async () => {
+      out.length = 0;
+      const code = await main(
+        [
+          "doctor",
+          "--source",
+          "--state-dir",
+          join(scratch.dir, "none"),
+          "--endpoint",
+          cp.endpoint,
+          "--region",
+          cp.region,
+          "--ca-file",
+          cp.caFile,
+          "--timeout-ms",
+          "2000",
+          "--json",
+        ],
+        ctx,
+      );
+      return { code, flows: (JSON.parse(out.join("")) as { flows: Flow[] }).flows };
+    };
+    const missing = await doctor();
+    assert.equal(missing.code, 1);
+    assert.deepEqual(
+      missing.flows.map((f) => [f.flow, f.ok]),
+      [
+        ["F3", true],
+        ["F1", false],
+        ["F2", true],
+        ["F7", true],
+      ],
+    );
+    const f1 = missing.flows[1]!;
+    assert.equal(f1.code, "PACKAGE_NOT_PUBLISHED");
+    assert.match(f1.observed, /\/ferry\/agent\/package\.sha256 answered 404 .*no --s3-endpoint/);
+    assert.match(f1.cause, /published to this control plane/);
+    assert.match(f1.fix, /ferry release publish --endpoint/);
+
+    // The operator publishes to the control plane; the installer's download is there now.
+    const operator = await cp.controlPlane.accessKeys.create("operator", "doctor F1 test");
+    const dir = join(scratch.dir, "release");
+    await mkdir(dir, { recursive: true });
+    const pkg = randomBytes(64 * 1024);
+    const sha256 = createHash("sha256").update(pkg).digest("hex");
+    await writeFile(join(dir, "ferry-agent-linux-x64.tar.gz"), pkg);
+    await writeFile(
+      join(dir, "ferry-agent-linux-x64.tar.gz.sha256"),
+      `${sha256}  ferry-agent-linux-x64.tar.gz\n`,
+    );
+    await writeFile(join(dir, "ferry-installer-init"), "#!/bin/sh\n");
+    await publishToControlPlane({
+      endpoint: cp.endpoint,
+      region: cp.region,
+      credentials: operator,
+      caPem,
+      packageFile: join(dir, "ferry-agent-linux-x64.tar.gz"),
+      sha256File: join(dir, "ferry-agent-linux-x64.tar.gz.sha256"),
+      installerFile: join(dir, "ferry-installer-init"),
+      version: "0.0.0-doctor-test",
+    });
+    const present = await doctor();
+    assert.equal(present.code, 0, JSON.stringify(present.flows));
+    const published = present.flows[1]!;
+    assert.equal(published.flow, "F1");
+    assert.equal(published.ok, true);
+    assert.match(
+      published.observed,
+      new RegExp(
+        `/ferry/agent/package\\.sha256 is published on the control plane \\(sha256 ${sha256.slice(0, 16)}…\\)`,
+      ),
+    );
   });
 });

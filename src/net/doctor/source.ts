@@ -1,7 +1,8 @@
 /**
  * `ferry doctor --source`: every flow a source server needs, in the order an
- * operator meets them — F3 (the endpoints' names), F1 (the object store,
- * where the installer comes from), F2 (the service: TCP, TLS and the CA pin,
+ * operator meets them — F3 (the endpoints' names), F1 (where the installer
+ * gets the package: the object store, or the control plane without an object
+ * store), F2 (the service: TCP, TLS and the CA pin,
  * the clock, a signed call) and F7 (the assigned replicator on the address
  * `dataPlaneRouting` selects, the return path, the pairing, a short
  * throughput probe).
@@ -11,6 +12,7 @@ import type { StaticHosts } from "../../lib/static-resolve.ts";
 import type { AgentAssignmentResponse } from "../../model/agent-api.ts";
 import type { ReplicatorAssignment } from "../../model/replicator.ts";
 import { type DoctorFinding, type FlowRun, hasFailed, newRun, passed, summarize } from "./checks.ts";
+import { checkControlPlanePackage } from "./control-package.ts";
 import { checkDataPlane } from "./data-plane.ts";
 import { checkClock, checkSignedCall, checkTcpTls } from "./endpoint.ts";
 import { checkNames } from "./names.ts";
@@ -30,6 +32,12 @@ export interface SourceDoctorOptions {
   hosts?: StaticHosts;
   /** The object-store endpoint the installer downloads from (host[:port]). */
   s3?: ObjectStoreTarget;
+  /**
+   * Without `s3`: the installer downloads the package from the control plane
+   * (`GET /ferry/agent/package`), so F1 checks that it is published there,
+   * signed with `credentials`, after F2 proved the way and the key.
+   */
+  packageFromControlPlane?: boolean;
   /** Set once registered. */
   sourceServerID?: string;
   /** The data-plane client certificate issued at registration. */
@@ -52,6 +60,9 @@ export async function runSourceDoctor(o: SourceDoctorOptions): Promise<DoctorFin
   const runs: FlowRun[] = [names];
 
   if (o.s3) runs.push(await checkObjectStore("F1", o.s3, resolved, timeoutMs));
+  // From the control plane, F1 rides on F2's way there: listed first, checked after F2.
+  const f1 = !o.s3 && o.packageFromControlPlane ? newRun("F1", "service") : undefined;
+  if (f1) runs.push(f1);
 
   const f2 = newRun("F2", "service");
   runs.push(f2);
@@ -83,8 +94,23 @@ export async function runSourceDoctor(o: SourceDoctorOptions): Promise<DoctorFin
           ok.caPem,
         );
         assignment = call?.assignment;
+        if (call && f1)
+          await checkControlPlanePackage(
+            f1,
+            { ...t, region: o.region, credentials: o.credentials },
+            ok.caPem,
+          );
       } else if (!o.credentials) passed(f2, "auth", "no credentials given: the signed call is not checked");
     }
+  }
+  if (f1 && f1.checks.length === 0) {
+    if (!o.credentials)
+      f1.skipped = "no credentials given: the download from the control plane is not checked";
+    else
+      Object.assign(f1, {
+        skipped: "the package comes from the control plane (no --s3-endpoint)",
+        blockedBy: "F2",
+      });
   }
 
   const f7 = newRun("F7", "replicator");
