@@ -28,6 +28,8 @@ const { values } = parseArgs({
     "block-size": { type: "string", default: "65536" },
     dir: { type: "string", default: "/var/tmp/ferry-bench/continuous" },
     json: { type: "boolean", default: false },
+    /** Extra Node options for the agent only (e.g. "--max-semi-space-size=4"). */
+    "agent-node-options": { type: "string", default: "" },
   },
 });
 if (!isRoot()) {
@@ -53,6 +55,50 @@ function cpuSeconds(pid: number): Promise<number> {
 async function peakRssMiB(pid: number): Promise<number> {
   const s = await readFile(`/proc/${pid}/status`, "utf8");
   return Number(/VmHWM:\s+(\d+)/.exec(s)?.[1] ?? 0) / 1024;
+}
+
+/**
+ * Loaded into the agent (NODE_OPTIONS=--import): appends process.memoryUsage()
+ * to $FERRY_BENCH_MEMLOG every second, so the peak RSS can be broken down
+ * into the V8 heap (reserved and used), external memory and array buffers.
+ */
+const MEMLOG_SOURCE = `
+import { appendFileSync } from "node:fs";
+const file = process.env.FERRY_BENCH_MEMLOG;
+if (file) {
+  setInterval(() => {
+    const m = process.memoryUsage();
+    appendFileSync(file, JSON.stringify(m) + "\\n");
+  }, 1000).unref();
+}`;
+const MEMLOG_URL = `data:text/javascript;base64,${Buffer.from(MEMLOG_SOURCE).toString("base64")}`;
+
+interface MemorySample {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+/** The sample with the highest RSS, in MiB. */
+async function memoryAtPeak(file: string): Promise<Record<string, number> | undefined> {
+  const text = await readFile(file, "utf8").catch(() => "");
+  let peak: MemorySample | undefined;
+  for (const line of text.split("\n")) {
+    if (!line) continue;
+    const m = JSON.parse(line) as MemorySample;
+    if (!peak || m.rss > peak.rss) peak = m;
+  }
+  if (!peak) return undefined;
+  const mib = (x: number) => Math.round(x / 1048576);
+  return {
+    rssMiB: mib(peak.rss),
+    heapTotalMiB: mib(peak.heapTotal),
+    heapUsedMiB: mib(peak.heapUsed),
+    externalMiB: mib(peak.external),
+    arrayBuffersMiB: mib(peak.arrayBuffers),
+  };
 }
 
 function jsonLines(child: ChildProcess, onLine: (v: Record<string, unknown>) => void): void {
@@ -170,7 +216,16 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
         "--state-dir",
         join(work, "agent"),
       ],
-      { stdio: ["ignore", "pipe", "pipe"] },
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: {
+          ...process.env,
+          FERRY_BENCH_MEMLOG: join(work, "memory.log"),
+          NODE_OPTIONS: [process.env.NODE_OPTIONS, `--import=${MEMLOG_URL}`, values["agent-node-options"]]
+            .filter(Boolean)
+            .join(" "),
+        },
+      },
     );
     children.push(agent);
     // The agent's log (JSON lines on stderr): count the gaps (each a full rescan) and the placed misses.
@@ -276,6 +331,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     };
     await marker.close();
     await replica.close();
+    const memory = await memoryAtPeak(join(work, "memory.log"));
     return {
       tracker,
       blockSize: Number(values["block-size"]),
@@ -290,6 +346,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       agentCpuCoresIdle: Number(cpuIdle.toFixed(3)),
       agentPeakRssMiB: Math.round(rss),
       ...logCounts,
+      agentNodeOptions: values["agent-node-options"],
+      memoryAtPeak: memory,
     };
   } finally {
     for (const c of children.reverse()) {
@@ -324,5 +382,7 @@ else {
     console.log(
       `  agent CPU ${r.agentCpuCoresUnderLoad} cores under load, ${r.agentCpuCoresIdle} idle; peak RSS ${r.agentPeakRssMiB} MiB   (target P6: ≤ 1 core, ≤ 256 MiB, < 0.02 idle)`,
     );
+    if (r.memoryAtPeak)
+      console.log(`  memory at the highest sampled RSS (MiB): ${JSON.stringify(r.memoryAtPeak)}`);
   }
 }

@@ -100,6 +100,9 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
   let lastStatusAt = 0;
   /** Scan tracker: its counters at the first of the quiet consistency points in a row (nothing pending, nothing found since). */
   let quietSince: { scans: number; events: number } | undefined;
+  /** eBPF: writes completed during the last loop turn (a consistency point without a freeze cannot succeed then). */
+  let writing = false;
+  let eventsBefore = -1;
 
   const status = () => {
     const backlog = tracker.stats().dirtyBytes + s.unackedBytes + batchUnsent;
@@ -146,6 +149,9 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     while (!ctx.signal?.aborted) {
       s.check();
       if (tracker.gap) await rescanAll();
+      const events = tracker.stats().events;
+      writing = events !== eventsBefore;
+      eventsBefore = events;
       const extents = tracker.drain();
       if (extents.length) await sendExtents(extents);
 
@@ -239,9 +245,13 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     }
     let consistent = false;
     try {
-      if (tracker.kind === "ebpf") {
+      if (tracker.kind === "ebpf" && !frozen.length && writing) {
+        // Writes completed during the last turn: a point now would almost surely find more, and the
+        // settles hold the loop (probe reads through the tracer). The barrier still goes, not consistent.
+        consistent = false;
+      } else if (tracker.kind === "ebpf") {
         // Without a freeze the first settle only makes success likelier while the disk is written, and
-        // it holds the loop (probe reads through the tracer): the second settle alone decides.
+        // it holds the loop: the second settle alone decides.
         if (frozen.length) await tracker.settle();
         await sendExtents(tracker.drain());
         await tracker.settle();
