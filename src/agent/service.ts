@@ -148,5 +148,8 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
   }
 }
 
-/** The refusals that mean the key itself is no good (unknown, revoked), not a passing failure. */
-const KEY_REFUSED = /^(UnrecognizedClientException|InvalidSignatureException)$/;
+/**
+ * The refusal that means the key itself is gone (revoked, deleted), not a passing failure: not
+ * InvalidSignatureException, which a skewed clock also causes and which replication can outlast.
+ */
+const KEY_REFUSED = /^UnrecognizedClientException$/;
