@@ -20,10 +20,10 @@ import {
   describeServer as describeServerOf,
   downloadInstaller,
   FERRY,
-  type Finding,
   flow,
   seen,
   serverDoctor,
+  replicatorDoctor,
   serverShows as serverShowsOf,
   type SourceServer,
   sourceDoctor,
@@ -263,6 +263,47 @@ describe("ferry doctor on the reference private network", { skip, timeout: 480_0
     assert.equal(again.code, 0, again.stderr);
   });
 
+  it("443 not allowed from the replicators to the object-store endpoint: the replicator's doctor names F6", async () => {
+    await lab.blockObjectStore("replicators");
+    try {
+      const e = lab.endpoints;
+      const r = await replicatorDoctor(lab, [
+        "--s3-endpoint",
+        e.objectStore.endpoint,
+        "--s3-ca-file",
+        e.objectStore.caFile,
+      ]);
+      assert.equal(r.code, 1, r.text);
+      const f6 = flow(r.flows, "F6");
+      assert.equal(f6.code, "SG_443_MISSING", JSON.stringify(f6));
+      assert.match(f6.observed, /TCP 443 to the object-store endpoint at 10\.20\.0\.20: no answer/);
+      assert.match(f6.fix, /allow TCP 443 from 10\.20\.0\.30 in the object-store endpoint's security group/);
+      for (const other of ["F3", "F4", "F7"]) assert.equal(flow(r.flows, other).ok, true, other);
+      // What the control plane shows: nothing of F6. This lab's replicator keeps its staging
+      // volumes on its own disk, so replication is unaffected; and a replicator cannot report
+      // its staging store's reachability (docs/private-network.md): its heartbeats go on, so
+      // `ferry doctor --server` still counts it live and the source server shows no error.
+      const server = await serverDoctor(lab);
+      assert.equal(flow(server.flows, "F4").ok, true, server.text);
+      assert.equal(
+        server.flows.some((f) => f.flow === "F6"),
+        false,
+        server.text,
+      );
+      const s = await describeServer();
+      assert.equal(s?.dataReplicationInfo?.dataReplicationError, undefined, JSON.stringify(s));
+    } finally {
+      await lab.allowObjectStore();
+    }
+    const open = await replicatorDoctor(lab, [
+      "--s3-endpoint",
+      lab.endpoints.objectStore.endpoint,
+      "--s3-ca-file",
+      lab.endpoints.objectStore.caFile,
+    ]);
+    assert.equal(flow(open.flows, "F6").ok, true, open.text);
+  });
+
   it("missing hosts line for the service name: F3, and F2 blocked by it", async () => {
     await lab.removeServiceHostsLine();
     try {
@@ -311,28 +352,9 @@ describe("ferry doctor on the reference private network", { skip, timeout: 480_0
       assert.equal(f7.code, "SG_1500_MISSING");
       assert.match(f7.cause, /ferry doctor --replicator/);
       assert.equal(flow(flows, "F2").ok, true);
-      const e = lab.endpoints;
-      const r = await lab.exec("replicator1", FERRY, [
-        "doctor",
-        "--replicator",
-        "--join",
-        e.controlPlane.endpoint,
-        "--region",
-        lab.plan.names.region,
-        "--ca-file",
-        e.controlPlane.caFile,
-        "--aws-access-key-id",
-        e.keys.replicator.accessKeyId,
-        "--aws-secret-access-key",
-        e.keys.replicator.secretAccessKey,
-        "--listen",
-        e.replicators[0]!.privateAddress,
-        "--source-address",
-        lab.host("source").address,
-        "--json",
-      ]);
-      const rep = (JSON.parse(r.stdout) as { flows: Finding[] }).flows;
-      assert.equal(r.code, 1, r.stdout);
+      const r = await replicatorDoctor(lab, ["--source-address", lab.host("source").address]);
+      const rep = r.flows;
+      assert.equal(r.code, 1, r.text);
       assert.equal(flow(rep, "F4").ok, true);
       const back = flow(rep, "F7");
       assert.equal(back.code, "RETURN_ROUTE_MISSING");

@@ -118,6 +118,36 @@ export async function serverDoctor(lab: Lab): Promise<DoctorRun> {
   return parseReport(r);
 }
 
+/**
+ * `ferry doctor --replicator --json` on replicator1's host, with the flags
+ * `ferry replicator run --join` takes there and the replicator key; `args`
+ * add to them (--s3-endpoint, --source-address …).
+ */
+export async function replicatorDoctor(lab: Lab, args: string[] = []): Promise<DoctorRun> {
+  const e = lab.endpoints;
+  const r = await lab.exec("replicator1", FERRY, [
+    "doctor",
+    "--replicator",
+    "--join",
+    e.controlPlane.endpoint,
+    "--region",
+    lab.plan.names.region,
+    "--ca-file",
+    e.controlPlane.caFile,
+    "--aws-access-key-id",
+    e.keys.replicator.accessKeyId,
+    "--aws-secret-access-key",
+    e.keys.replicator.secretAccessKey,
+    "--listen",
+    e.replicators[0]!.privateAddress,
+    "--timeout-ms",
+    "3000",
+    "--json",
+    ...args,
+  ]);
+  return parseReport(r);
+}
+
 /** DescribeSourceServers, asked by the operator on the control plane's host. */
 export async function describeServer(lab: Lab, id: string): Promise<SourceServer | undefined> {
   const r = await lab.mgn<{ items?: SourceServer[] }>("DescribeSourceServers", {
