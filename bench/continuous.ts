@@ -68,12 +68,13 @@ const file = process.env.FERRY_BENCH_MEMLOG;
 if (file) {
   setInterval(() => {
     const m = process.memoryUsage();
-    appendFileSync(file, JSON.stringify(m) + "\\n");
+    appendFileSync(file, JSON.stringify({ t: Date.now(), ...m }) + "\\n");
   }, 1000).unref();
 }`;
 const MEMLOG_URL = `data:text/javascript;base64,${Buffer.from(MEMLOG_SOURCE).toString("base64")}`;
 
 interface MemorySample {
+  t: number;
   rss: number;
   heapTotal: number;
   heapUsed: number;
@@ -81,14 +82,14 @@ interface MemorySample {
   arrayBuffers: number;
 }
 
-/** The sample with the highest RSS, in MiB. */
-async function memoryAtPeak(file: string): Promise<Record<string, number> | undefined> {
+/** The sample with the highest RSS from `from` (ms since the epoch) on, in MiB. */
+async function memoryAtPeak(file: string, from = 0): Promise<Record<string, number> | undefined> {
   const text = await readFile(file, "utf8").catch(() => "");
   let peak: MemorySample | undefined;
   for (const line of text.split("\n")) {
     if (!line) continue;
     const m = JSON.parse(line) as MemorySample;
-    if (!peak || m.rss > peak.rss) peak = m;
+    if (m.t >= from && (!peak || m.rss > peak.rss)) peak = m;
   }
   if (!peak) return undefined;
   const mib = (x: number) => Math.round(x / 1048576);
@@ -276,6 +277,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
 
     const cpu0 = await cpuSeconds(agent.pid!);
     measuring = true;
+    const continuousFrom = Date.now();
+    const rssAfterSync = await peakRssMiB(agent.pid!);
     const fio = spawn(
       "fio",
       [
@@ -332,6 +335,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     await marker.close();
     await replica.close();
     const memory = await memoryAtPeak(join(work, "memory.log"));
+    const memoryContinuous = await memoryAtPeak(join(work, "memory.log"), continuousFrom);
     return {
       tracker,
       blockSize: Number(values["block-size"]),
@@ -347,7 +351,10 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       agentPeakRssMiB: Math.round(rss),
       ...logCounts,
       agentNodeOptions: values["agent-node-options"],
+      /** VmHWM when the initial sync was done: the peak of the sync phase. */
+      agentPeakRssAfterSyncMiB: Math.round(rssAfterSync),
       memoryAtPeak: memory,
+      memoryAtPeakContinuous: memoryContinuous,
     };
   } finally {
     for (const c of children.reverse()) {
@@ -382,7 +389,10 @@ else {
     console.log(
       `  agent CPU ${r.agentCpuCoresUnderLoad} cores under load, ${r.agentCpuCoresIdle} idle; peak RSS ${r.agentPeakRssMiB} MiB   (target P6: ≤ 1 core, ≤ 256 MiB, < 0.02 idle)`,
     );
+    console.log(`  peak RSS of the initial sync ${r.agentPeakRssAfterSyncMiB} MiB`);
     if (r.memoryAtPeak)
       console.log(`  memory at the highest sampled RSS (MiB): ${JSON.stringify(r.memoryAtPeak)}`);
+    if (r.memoryAtPeakContinuous)
+      console.log(`  the same in continuous mode: ${JSON.stringify(r.memoryAtPeakContinuous)}`);
   }
 }
