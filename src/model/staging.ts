@@ -41,6 +41,12 @@ export interface SnapshotReader {
    * not match its recorded hash: never wrong bytes.
    */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Like `read`, but lends the verified bytes to `use` and takes the memory
+   * back when `use` settles (keep no reference past it): no allocation per
+   * read, for bulk readers such as a launch. Optional; fall back to `read`.
+   */
+  readWith?<T>(offset: number, length: number, use: (bytes: Buffer) => Promise<T>): Promise<T>;
   /** The whole disk as ordered, non-overlapping extents (zeros need not be written by a consumer). */
   extents(): AsyncIterable<SnapshotExtent>;
   close(): Promise<void>;
