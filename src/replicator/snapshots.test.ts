@@ -175,6 +175,46 @@ describe("damage and crashes (local store)", () => {
     }
   });
 
+  test("readWith lends the same bytes as read (direct, verified on a worker) and fails a damaged run before lending", async () => {
+    const { store, dir } = await tempStore();
+    try {
+      const vol = await newVolume(store, "w", 16);
+      const run = Buffer.concat([0, 1, 2, 3, 4, 5].map(block));
+      await vol.writeData(2 * BS, run, blockHashes(run, BS)); // one record: blocks 2..7 adjacent in the segment
+      await put(vol, 9, block(9));
+      await vol.flush();
+      const s = await vol.snapshot({ barrierId: 1, reason: "policy" });
+      const at = vol.locateBlock(6)!;
+      await vol.close();
+      const r = await openCatalog(dir).open(SERVER, "w", s.snapshotId);
+      for (const [offset, length] of [
+        [2 * BS, 6 * BS], // one run: lent from the store's buffer
+        [3 * BS + 100, 2 * BS], // inside the run, unaligned
+        [0, 16 * BS], // zeros, the run and another record: read and lent
+      ] as const) {
+        const lent = await r.readWith(offset, length, async (b) => Buffer.from(b));
+        assert.deepEqual(lent, await r.read(offset, length), `${offset}+${length}`);
+      }
+      await r.close();
+
+      const fh = await open(join(dir, at.key), "r+");
+      await fh.write(Buffer.from([0xff]), 0, 1, at.offset + 5);
+      await fh.close();
+      const damaged = await openCatalog(dir).open(SERVER, "w", s.snapshotId);
+      let used = false;
+      await assert.rejects(
+        damaged.readWith(2 * BS, 6 * BS, async () => {
+          used = true;
+        }),
+        (e) => e instanceof FerryError && e.code === "SNAPSHOT_DAMAGED" && e.details.offset === 6 * BS,
+      );
+      assert.equal(used, false, "damaged bytes are never lent");
+      await damaged.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("records appended after the last flush are dropped on reopen; flushed ones stay", async () => {
     const { store, dir } = await tempStore();
     try {

@@ -11,10 +11,11 @@
  */
 import { FerryError } from "../lib/errors.ts";
 import type { SnapshotCatalog, SnapshotExtent, SnapshotInfo, SnapshotReader } from "../model/staging.ts";
-import { blake3Of } from "../wire/index.ts";
+import { HASH_BYTES } from "../wire/index.ts";
+import { sharedVerifyPool } from "./verify-pool.ts";
 import { openStore, type StoreUrlOptions } from "./store/index.ts";
 import type { BlockMap } from "./store/block-map.ts";
-import type { ObjectStore } from "./store/object-store.ts";
+import type { ObjectReader, ObjectStore } from "./store/object-store.ts";
 import { IndexCache, buildView, listSegments } from "./store/views.ts";
 import { checkName, volumePrefix, type SnapshotManifest } from "./volume.ts";
 
@@ -169,6 +170,8 @@ export class StoreSnapshotReader implements SnapshotReader {
   private readonly release: () => void;
   private map!: BlockMap;
   private keys = new Map<number, string>();
+  /** Open segment readers (stores with `openReader`), by key. */
+  private readonly readers = new Map<string, Promise<ObjectReader>>();
 
   constructor(store: ObjectStore, prefix: string, m: SnapshotManifest, release: () => void) {
     this.store = store;
@@ -180,6 +183,7 @@ export class StoreSnapshotReader implements SnapshotReader {
 
   /** (Re)builds the block map from the segments the snapshot covers. */
   async load(): Promise<void> {
+    await this.closeReaders();
     const m = this.manifest;
     const segments = await listSegments(this.store, this.prefix);
     try {
@@ -211,10 +215,10 @@ export class StoreSnapshotReader implements SnapshotReader {
     if (length === 0) return Buffer.alloc(0);
     const first = Math.floor(offset / blockSize);
     const last = Math.ceil((offset + length) / blockSize);
-    const out = Buffer.alloc((last - first) * blockSize);
+    let blocks: Buffer;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.readBlocks(first, last, out);
+        blocks = await this.readBlocks(first, last);
         break;
       } catch (err) {
         // A segment merged away by another process: its records are in the merged object.
@@ -228,16 +232,18 @@ export class StoreSnapshotReader implements SnapshotReader {
       }
     }
     const skip = offset - first * blockSize;
-    return out.subarray(skip, skip + length);
+    return blocks.subarray(skip, skip + length);
   }
 
-  private async readBlocks(first: number, last: number, out: Buffer): Promise<void> {
+  /** Blocks [first, last) verified; one ranged read per run of adjacent blocks, no copy when the range is one run. */
+  private async readBlocks(first: number, last: number): Promise<Buffer> {
     const { diskSize, blockSize } = this.manifest;
     const map = this.map;
+    const end = Math.min(last * blockSize, diskSize);
+    const runs: { b: number; data: Buffer }[] = [];
     let b = first;
     while (b < last) {
       if (map.isZero(b)) {
-        out.fill(0, (b - first) * blockSize, (b - first + 1) * blockSize);
         b++;
         continue;
       }
@@ -248,16 +254,94 @@ export class StoreSnapshotReader implements SnapshotReader {
       const bytes = Math.min(n * blockSize, diskSize - b * blockSize);
       const key = this.keys.get(seq);
       if (!key) throw new FerryError("OBJECT_NOT_FOUND", `segment ${seq} of ${this.prefix} is not listed`);
-      const data = await this.store.get(key, { offset: start, length: bytes });
-      for (let i = 0; i < n; i++) {
-        const block = data.subarray(i * blockSize, Math.min((i + 1) * blockSize, bytes));
-        if (!blake3Of(block).equals(map.hashOf(b + i))) {
-          throw damagedError(this.info, (b + i) * blockSize, undefined, key);
-        }
-      }
-      data.copy(out, (b - first) * blockSize);
+      const data = await this.fetch(key, { offset: start, length: bytes });
+      const recorded = Buffer.from(map.hash.buffer, map.hash.byteOffset + b * HASH_BYTES, n * HASH_BYTES);
+      const bad = await sharedVerifyPool().firstBadBlock(data, blockSize, recorded);
+      if (bad >= 0) throw damagedError(this.info, (b + bad) * blockSize, undefined, key);
+      runs.push({ b, data });
       b += n;
     }
+    const only = runs[0];
+    if (runs.length === 1 && only!.b === first && only!.data.length === end - first * blockSize)
+      return only!.data;
+    const out = Buffer.alloc((last - first) * blockSize);
+    for (const r of runs) r.data.copy(out, (r.b - first) * blockSize);
+    return out;
+  }
+
+  /** A range of a segment: direct reads through a reader kept open per segment where the store has them. */
+  private async fetch(key: string, range: { offset: number; length: number }): Promise<Buffer> {
+    const r = await this.segmentReader(key);
+    if (!r) return this.store.get(key, range);
+    const data = await r.read(range);
+    if (data.length !== range.length) throw shortSegment(key, range);
+    return data;
+  }
+
+  private segmentReader(key: string): Promise<ObjectReader> | undefined {
+    if (!this.store.openReader) return undefined;
+    let r = this.readers.get(key);
+    if (!r) {
+      r = this.store.openReader(key);
+      r.catch(() => this.readers.delete(key));
+      this.readers.set(key, r);
+    }
+    return r;
+  }
+
+  /**
+   * `read` without a copy or an allocation when the range is one run of
+   * stored blocks and the store reads directly: the bytes stay in the
+   * store's reused buffer, are verified in place (on a worker thread), and
+   * are lent to `use`.
+   */
+  async readWith<T>(offset: number, length: number, use: (bytes: Buffer) => Promise<T>): Promise<T> {
+    const { diskSize, blockSize } = this.manifest;
+    const first = Math.floor(offset / blockSize);
+    const last = Math.ceil((offset + length) / blockSize);
+    const map = this.map;
+    let one = length > 0 && offset >= 0 && offset + length <= diskSize && !map.isZero(first);
+    for (let b = first + 1; one && b < last; b++)
+      one = map.seg[b] === map.seg[first] && map.off[b] === map.off[first]! + (b - first) * blockSize;
+    const key = one ? this.keys.get(map.seg[first]!) : undefined;
+    const reader = key ? this.segmentReader(key) : undefined;
+    if (!key || !reader) return use(await this.read(offset, length));
+    const range = {
+      offset: map.off[first]!,
+      length: Math.min((last - first) * blockSize, diskSize - first * blockSize),
+    };
+    let lent = false;
+    try {
+      return await (
+        await reader
+      ).lend(range, async (data) => {
+        if (data.length !== range.length) throw shortSegment(key, range);
+        const recorded = Buffer.from(
+          map.hash.buffer,
+          map.hash.byteOffset + first * HASH_BYTES,
+          (last - first) * HASH_BYTES,
+        );
+        const bad = await sharedVerifyPool().firstBadBlock(data, blockSize, recorded);
+        if (bad >= 0) throw damagedError(this.info, (first + bad) * blockSize, undefined, key);
+        lent = true;
+        const skip = offset - first * blockSize;
+        return use(data.subarray(skip, skip + length));
+      });
+    } catch (err) {
+      if (lent) throw err;
+      // A segment merged away meanwhile: `read` lists the segments again.
+      if (err instanceof FerryError && err.code === "OBJECT_NOT_FOUND")
+        return use(await this.read(offset, length));
+      throw err instanceof FerryError && err.code === "SNAPSHOT_DAMAGED"
+        ? err
+        : damagedError(this.info, offset, err);
+    }
+  }
+
+  private async closeReaders(): Promise<void> {
+    const open = [...this.readers.values()];
+    this.readers.clear();
+    await Promise.allSettled(open.map(async (r) => (await r).close()));
   }
 
   async *extents(): AsyncIterable<SnapshotExtent> {
@@ -287,8 +371,13 @@ export class StoreSnapshotReader implements SnapshotReader {
   }
 
   async close(): Promise<void> {
+    await this.closeReaders();
     this.release();
   }
+}
+
+function shortSegment(key: string, range: { offset: number; length: number }): FerryError {
+  return new FerryError("OBJECT_NOT_FOUND", `segment ${key} ends before ${range.offset}+${range.length}`);
 }
 
 function damagedError(

@@ -15,8 +15,10 @@ import {
   type AppendableObject,
   type ByteRange,
   type ObjectInfo,
+  type ObjectReader,
   type ObjectStore,
 } from "./object-store.ts";
+import { openDirectReader } from "./direct-read.ts";
 
 const OPEN_SUFFIX = ".open";
 const TMP_MARK = ".tmp-";
@@ -91,6 +93,15 @@ export class LocalDirectoryStore implements ObjectStore {
       return await readFully(fh, offset, length, () => notFound(this.root, `${key}@${offset}+${length}`));
     } finally {
       await fh.close();
+    }
+  }
+
+  async openReader(key: string): Promise<ObjectReader> {
+    try {
+      return await openDirectReader(this.path(key));
+    } catch (err) {
+      if (systemErrorCode(err) === "ENOENT") throw notFound(this.root, key, err);
+      throw ioError(this.root, "get", key, err);
     }
   }
 

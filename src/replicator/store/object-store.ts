@@ -36,6 +36,15 @@ export interface AppendableObject {
   close(): Promise<void>;
 }
 
+/** One sealed object opened for many ranged reads. */
+export interface ObjectReader {
+  /** `range.length` bytes from `range.offset`; fewer only past the end of the object. */
+  read(range: ByteRange): Promise<Buffer>;
+  /** Lends the bytes of `range` to `use` (fewer only past the end) and takes the memory back when it settles. */
+  lend<T>(range: ByteRange, use: (bytes: Buffer) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
 export interface ObjectStore {
   /** Where the store is, for messages ("/var/lib/ferry/replicator", "s3://bucket/prefix"). */
   readonly location: string;
@@ -61,6 +70,12 @@ export interface ObjectStore {
   listAppendable?(prefix: string): Promise<string[]>;
   /** Reads an appendable object not yet sealed (another process's open segment). OBJECT_NOT_FOUND once sealed. */
   readAppendable?(key: string, range: ByteRange): Promise<Buffer>;
+  /**
+   * Opens a sealed object for many ranged reads without the page cache
+   * (O_DIRECT), for bulk readers such as a launch. Local stores only; others
+   * use `get`. Throws OBJECT_NOT_FOUND.
+   */
+  openReader?(key: string): Promise<ObjectReader>;
   /** Removes an appendable object not yet sealed (unacknowledged leftovers). */
   deleteAppendable?(key: string): Promise<void>;
   /**

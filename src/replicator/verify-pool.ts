@@ -1,0 +1,125 @@
+/**
+ * Checks stored blocks against their recorded BLAKE3 hashes on worker
+ * threads, so that a launch reading a snapshot hashes while the main thread
+ * reads and writes (BLAKE3 is the largest CPU cost of a launch: 4 GiB of it
+ * is 1–4 s of one core on these machines). Only blocks in shared memory go to
+ * a worker (they are hashed in place, never copied); others are hashed here.
+ * Workers do not keep the process alive while idle.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { FerryError } from "../lib/errors.ts";
+import { blake3Of } from "../wire/index.ts";
+
+export interface VerifyTask {
+  id: number;
+  memory: SharedArrayBuffer;
+  offset: number;
+  length: number;
+  blockSize: number;
+  /** The recorded hash of each block, 32 bytes each. */
+  hashes: Uint8Array;
+}
+
+export interface VerifyReply {
+  id: number;
+  /** Index of the first block whose hash differs, or -1. */
+  bad: number;
+  error?: string;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, { resolve(bad: number): void; reject(err: Error): void }>;
+  dead: boolean;
+}
+
+/** Index of the first block of `data` whose BLAKE3 differs from `hashes`, or -1 (on this thread). */
+export function firstBadBlock(data: Buffer, blockSize: number, hashes: Buffer): number {
+  const n = Math.ceil(data.length / blockSize);
+  for (let i = 0; i < n; i++) {
+    const got = blake3Of(data.subarray(i * blockSize, Math.min((i + 1) * blockSize, data.length)));
+    if (!got.equals(hashes.subarray(i * 32, (i + 1) * 32))) return i;
+  }
+  return -1;
+}
+
+export class VerifyPool {
+  private readonly slots: Slot[] = [];
+  private readonly size: number;
+  private nextId = 1;
+  private closed = false;
+
+  constructor(size = Math.max(1, Math.min(2, availableParallelism() - 1))) {
+    this.size = size;
+  }
+
+  /** Index of the first bad block, or -1. */
+  async firstBadBlock(data: Buffer, blockSize: number, hashes: Buffer): Promise<number> {
+    if (!(data.buffer instanceof SharedArrayBuffer) || this.closed)
+      return firstBadBlock(data, blockSize, hashes);
+    const slot = this.pick();
+    const id = this.nextId++;
+    const task: VerifyTask = {
+      id,
+      memory: data.buffer,
+      offset: data.byteOffset,
+      length: data.length,
+      blockSize,
+      hashes: new Uint8Array(hashes),
+    };
+    const p = new Promise<number>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
+    slot.worker.ref();
+    slot.worker.postMessage(task);
+    return p;
+  }
+
+  private pick(): Slot {
+    for (let i = this.slots.length - 1; i >= 0; i--) if (this.slots[i]!.dead) this.slots.splice(i, 1);
+    if (this.slots.length < this.size) this.slots.push(this.spawn());
+    return this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(new URL("./verify-worker.ts", import.meta.url));
+    const slot: Slot = { worker, pending: new Map(), dead: false };
+    worker.unref();
+    worker.on("message", (m: VerifyReply) => {
+      const p = slot.pending.get(m.id);
+      if (!p) return;
+      slot.pending.delete(m.id);
+      if (slot.pending.size === 0) worker.unref();
+      if (m.error)
+        p.reject(
+          new FerryError("VERIFY_FAILED", `block verification failed: ${m.error}`, { kind: "internal" }),
+        );
+      else p.resolve(m.bad);
+    });
+    const die = (why: string) => {
+      if (slot.dead) return;
+      slot.dead = true;
+      const err = new FerryError("WORKER_FAILED", `a block verification thread died (${why})`, {
+        kind: "internal",
+      });
+      for (const p of slot.pending.values()) p.reject(err);
+      slot.pending.clear();
+    };
+    worker.on("error", (err) => die(err.message));
+    worker.on("exit", (code) => die(`exit code ${code}`));
+    return slot;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}
+
+let shared: VerifyPool | undefined;
+
+/** The process's verify pool (its idle workers keep nothing alive). */
+export function sharedVerifyPool(): VerifyPool {
+  shared ??= new VerifyPool();
+  return shared;
+}
