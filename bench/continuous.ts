@@ -64,8 +64,10 @@ async function peakRssMiB(pid: number): Promise<number> {
  */
 const MEMLOG_SOURCE = `
 import { appendFileSync } from "node:fs";
+import { isMainThread } from "node:worker_threads";
 const file = process.env.FERRY_BENCH_MEMLOG;
-if (file) {
+// Worker threads load it too: their heaps are not the main thread's.
+if (file && isMainThread) {
   setInterval(() => {
     const m = process.memoryUsage();
     appendFileSync(file, JSON.stringify({ t: Date.now(), ...m }) + "\\n");
