@@ -50,6 +50,8 @@ export interface DriverOptions {
    * two of its passes (every minute by default). @default 10
    */
   consistencyIntervalSeconds?: number;
+  /** The pause between passes of the scan tracker. @default 60 */
+  scanIntervalSeconds?: number;
   log: Logger;
 }
 
@@ -209,6 +211,9 @@ export class ReplicationDriver {
         devicePath: run.disk.deviceName,
         stateDir: `${this.o.stateDir}/${this.o.sourceServerID}/${run.diskId}.tracker`,
         prefer: this.o.tracker ?? "auto",
+        ...(this.o.scanIntervalSeconds !== undefined
+          ? { scanIntervalMs: this.o.scanIntervalSeconds * 1000 }
+          : {}),
         logger: this.o.log,
       });
       await tracker.start();

@@ -34,6 +34,8 @@ export interface RunAgentOptions {
   tracker?: "auto" | "ebpf" | "scan";
   /** See DriverOptions.consistencyIntervalSeconds. @default 10 */
   consistencyIntervalSeconds?: number;
+  /** The pause between passes of the scan tracker (seconds). @default 60 */
+  scanIntervalSeconds?: number;
   /** This process is the systemd service (`INVOCATION_ID` is set): uninstalling disables it without stopping it. @default false */
   underSystemd?: boolean;
   signal: AbortSignal;
@@ -76,6 +78,7 @@ export async function runAgent(o: RunAgentOptions): Promise<"aborted" | "disconn
           ...(o.consistencyIntervalSeconds
             ? { consistencyIntervalSeconds: o.consistencyIntervalSeconds }
             : {}),
+          ...(o.scanIntervalSeconds !== undefined ? { scanIntervalSeconds: o.scanIntervalSeconds } : {}),
           log: o.log,
         })
       : undefined;

@@ -223,31 +223,47 @@ export function registerAgentInstall(agent: Command, ctx: CliContext): void {
       "mark a consistency point at least this often, even when the disks are idle",
       "10",
     )
-    .action(async (opts: { stateDir: string; tracker: string; consistencyInterval: string }) => {
-      const { loadAgentConfig } = await import("../agent/install.ts");
-      const { runAgent } = await import("../agent/service.ts");
-      const log = createLogger({ stream: ctx.stderr, fields: { component: "agent" } });
-      const config = await loadAgentConfig(resolvePath(opts.stateDir));
-      log.info("agent running", { sourceServerID: config.sourceServerID, endpoint: config.endpoint });
-      if (!["auto", "ebpf", "scan"].includes(opts.tracker)) {
-        throw new FerryError("USAGE", `--tracker must be auto, ebpf or scan, not "${opts.tracker}"`);
-      }
-      const consistencyIntervalSeconds = Number(opts.consistencyInterval);
-      if (!(consistencyIntervalSeconds >= 1 && consistencyIntervalSeconds <= 3600)) {
-        throw new FerryError(
-          "USAGE",
-          `--consistency-interval must be a number of seconds from 1 to 3600, not "${opts.consistencyInterval}"`,
-        );
-      }
-      await runAgent({
-        config,
-        stateDir: resolvePath(opts.stateDir),
-        tracker: opts.tracker as "auto",
-        consistencyIntervalSeconds,
-        // systemd sets INVOCATION_ID for its services: uninstalling then disables without stopping itself.
-        underSystemd: Boolean(ctx.env.INVOCATION_ID),
-        signal: ctx.signal,
-        log,
-      });
-    });
+    .option("--scan-interval <seconds>", "pause between passes of the scan tracker", "60")
+    .action(
+      async (opts: {
+        stateDir: string;
+        tracker: string;
+        consistencyInterval: string;
+        scanInterval: string;
+      }) => {
+        const { loadAgentConfig } = await import("../agent/install.ts");
+        const { runAgent } = await import("../agent/service.ts");
+        const log = createLogger({ stream: ctx.stderr, fields: { component: "agent" } });
+        const config = await loadAgentConfig(resolvePath(opts.stateDir));
+        log.info("agent running", { sourceServerID: config.sourceServerID, endpoint: config.endpoint });
+        if (!["auto", "ebpf", "scan"].includes(opts.tracker)) {
+          throw new FerryError("USAGE", `--tracker must be auto, ebpf or scan, not "${opts.tracker}"`);
+        }
+        const consistencyIntervalSeconds = Number(opts.consistencyInterval);
+        if (!(consistencyIntervalSeconds >= 1 && consistencyIntervalSeconds <= 3600)) {
+          throw new FerryError(
+            "USAGE",
+            `--consistency-interval must be a number of seconds from 1 to 3600, not "${opts.consistencyInterval}"`,
+          );
+        }
+        const scanIntervalSeconds = Number(opts.scanInterval);
+        if (!(scanIntervalSeconds >= 0 && scanIntervalSeconds <= 86400)) {
+          throw new FerryError(
+            "USAGE",
+            `--scan-interval must be a number of seconds from 0 to 86400, not "${opts.scanInterval}"`,
+          );
+        }
+        await runAgent({
+          config,
+          stateDir: resolvePath(opts.stateDir),
+          tracker: opts.tracker as "auto",
+          consistencyIntervalSeconds,
+          scanIntervalSeconds,
+          // systemd sets INVOCATION_ID for its services: uninstalling then disables without stopping itself.
+          underSystemd: Boolean(ctx.env.INVOCATION_ID),
+          signal: ctx.signal,
+          log,
+        });
+      },
+    );
 }

@@ -38,8 +38,12 @@ test("ferry demo --json: up, install, register, replicate to CONTINUOUS, identic
   const launch = summary.launch as Record<string, unknown>;
   assert.equal(launch.imageMatchesSource, true);
   assert.equal(launch.lifeCycleState, "CUTOVER");
+  // The idle disk reaches fresh consistency points: both launches take a new snapshot.
+  assert.equal(launch.freshSnapshots, 2);
   assert.match(String(launch.testInstanceId), /^i-[0-9a-f]{17}$/);
   assert.notEqual(launch.cutoverInstanceId, launch.testInstanceId);
+  // After finalize the agent uninstalls itself (its state directory is gone).
+  assert.equal(summary.agentUninstalled, true);
 });
 
 test("ferry demo --data-path --json replicates a real ext4 disk and reports it identical", async () => {

@@ -6,10 +6,12 @@
  * (demo-install.ts: disks, a CSR for the per-server certificate), the agent
  * service replicating to the
  * replicator the control plane assigned, the server reaching CONTINUOUS in the
- * MGN API, and a block-for-block verification of the replica.
+ * MGN API, a block-for-block verification of the replica, then a test launch,
+ * a cutover and finalize (demo-launch.ts), after which the agent uninstalls
+ * itself.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { Agent } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -84,6 +86,9 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
       config: await loadAgentConfig(stateDir),
       stateDir,
       tracker: "scan",
+      // A small disk: a pass every 2 s, so the idle disk reaches fresh consistency points the launches use.
+      scanIntervalSeconds: 2,
+      consistencyIntervalSeconds: 2,
       signal: agentStop.signal,
       log,
     });
@@ -168,9 +173,27 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
       await hashDisk(disk),
     );
     const launched = await demoLaunch(mgn, up, installed.sourceServerID, disk, say);
+    say("10. the agent hears it was cut over: it stops, removes its service and state, and acknowledges");
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      agentRun,
+      new Promise((r) => (timer = setTimeout(r, 60_000, "still running after 60 s"))),
+    ]);
+    clearTimeout(timer);
+    const stateLeft = await stat(stateDir).then(
+      () => true,
+      () => false,
+    );
+    const agentUninstalled = ended === "uninstalled" && !stateLeft;
+    say(
+      agentUninstalled
+        ? `   the agent uninstalled itself (${stateDir} removed); the control plane revoked its keys`
+        : `   the agent did NOT uninstall itself (${String(ended)}${stateLeft ? `, ${stateDir} still there` : ""})`,
+    );
     const seconds = (performance.now() - started) / 1000;
     const summary = {
       launch: launched,
+      agentUninstalled,
       identical: report.ok,
       bytes: report.diskSize,
       seconds,
@@ -187,12 +210,12 @@ export async function fullDemo(opts: DemoOptions, ctx: CliContext): Promise<void
     else {
       writeLine(
         ctx.stdout,
-        `${installed.sourceServerID}: ${summary.lifeCycleState} / ${summary.dataReplicationState}; ${formatBytes(report.diskSize)} replicated, ${report.blocks} blocks compared — ${report.ok ? "the replica is byte-identical to the source" : `${report.differentBlocks} differ, ${report.damagedBlocks} damaged`} (${formatDuration(seconds)})`,
+        `${installed.sourceServerID}: reached ${summary.lifeCycleState} / ${summary.dataReplicationState}; ${formatBytes(report.diskSize)} replicated, ${report.blocks} blocks compared — ${report.ok ? "the replica is byte-identical to the source" : `${report.differentBlocks} differ, ${report.damagedBlocks} damaged`}; launched, cut over and finalized: ${launched.lifeCycleState} (${formatDuration(seconds)})`,
       );
       if (opts.keep) writeLine(ctx.stdout, `work directory kept: ${work}`);
     }
     mgn.destroy();
-    if (!report.ok) ctx.exitCode = 1;
+    if (!report.ok || !agentUninstalled) ctx.exitCode = 1;
   } finally {
     agentStop.abort();
     await agentRun?.catch(() => {});

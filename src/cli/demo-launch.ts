@@ -17,6 +17,8 @@ export interface DemoLaunchResult {
   imagePath: string;
   imageMatchesSource: boolean;
   lifeCycleState: string;
+  /** Launches that took a fresh snapshot (SNAPSHOT_END) rather than using the previous one. */
+  freshSnapshots: number;
 }
 
 async function sha256(path: string): Promise<string> {
@@ -43,6 +45,7 @@ export async function demoLaunch(
       await new Promise((r) => setTimeout(r, 300));
     }
   };
+  let freshSnapshots = 0;
   const launch = async (kind: "test" | "cutover") => {
     const out =
       kind === "test"
@@ -53,6 +56,7 @@ export async function demoLaunch(
     const job = await waitJob(jobID);
     const items = (await mgn.send(new m.DescribeJobLogItemsCommand({ jobID }))).items ?? [];
     say(`   log: ${items.map((i) => i.event).join(" → ")}`);
+    if (items.some((i) => i.event === "SNAPSHOT_END")) freshSnapshots++;
     const p = job.participatingServers?.[0];
     if (p?.launchStatus !== "LAUNCHED") {
       const failed = items.find((i) => i.event === "LAUNCH_FAILED");
@@ -69,10 +73,10 @@ export async function demoLaunch(
     return { instanceId: p.launchedEc2InstanceID!, imagePath: disk?.path ?? "" };
   };
 
-  // The idle sample disk brings no new consistency point: wait 5 s for one, then use the last.
+  // The idle sample disk reaches a consistent point after a whole scan pass that found nothing new.
   await up.controlPlane.store.sourceServers.update(sourceServerID, (r) => ({
     ...r,
-    launchConfiguration: { ...r.launchConfiguration, ferry: { target: "image", snapshotTimeoutSeconds: 5 } },
+    launchConfiguration: { ...r.launchConfiguration, ferry: { target: "image", snapshotTimeoutSeconds: 20 } },
   }));
   say("7. test launch: StartTest → a LAUNCH job; the image target writes the snapshot to a raw image");
   const test = await launch("test");
@@ -94,5 +98,6 @@ export async function demoLaunch(
     imagePath: cut.imagePath,
     imageMatchesSource: matches,
     lifeCycleState: fin.lifeCycle?.state ?? "",
+    freshSnapshots,
   };
 }
