@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { zstdCompressSync } from "node:zlib";
 import { Compression, blockHashes } from "../wire/index.ts";
 import { checkPayload, type PayloadTask } from "./payload-check.ts";
@@ -80,9 +81,10 @@ test("on worker threads: shared payloads are checked in place, damage is found, 
   }
 });
 
-test("the verify worker count: auto is 1–4, 0 means the event loop, nonsense is refused", () => {
+test("the verify worker count: auto is none on 2 cores, else 2–4; 0 means the event loop; nonsense is refused", () => {
   const auto = resolveVerifyWorkers("auto");
-  assert.ok(auto >= 1 && auto <= 4);
+  if (availableParallelism() <= 2) assert.equal(auto, 0);
+  else assert.ok(auto >= 2 && auto <= 4);
   assert.equal(resolveVerifyWorkers(0), 0);
   assert.throws(() => resolveVerifyWorkers(-1), /verify worker count -1/);
   assert.throws(() => resolveVerifyWorkers(1.5), /verify worker count 1.5/);

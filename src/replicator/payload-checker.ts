@@ -16,10 +16,18 @@ export interface PayloadChecker {
   close(): Promise<void>;
 }
 
-/** Worker threads for `"auto"`: the cores but one (the event loop's), at least 1, at most 4. */
+/**
+ * Worker threads for `"auto"`: none on 2 cores or fewer, else the cores but
+ * one (the event loop's), at most 4. On 2 cores the hand-off costs more than
+ * it saves: with the agent on the same machine (bench/initial-sync, 1 GiB,
+ * 3 interleaved pairs) a worker made the replicator use 15% more CPU and the
+ * sync 10% slower.
+ */
 export function resolveVerifyWorkers(workers: number | "auto" | undefined): number {
-  if (workers === undefined || workers === "auto")
-    return Math.max(1, Math.min(4, availableParallelism() - 1));
+  if (workers === undefined || workers === "auto") {
+    const cores = availableParallelism();
+    return cores <= 2 ? 0 : Math.min(4, cores - 1);
+  }
   if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
     throw new FerryError(
       "BAD_WORKER_COUNT",

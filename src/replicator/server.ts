@@ -65,7 +65,7 @@ export interface ReplicatorOptions {
   flushBytes?: number;
   /** @default 256 */
   maxConnections?: number;
-  /** Worker threads that decompress and verify large payloads (0: the event loop). @default "auto" (cores − 1, 1–4) */
+  /** Worker threads that decompress and verify large payloads (0: the event loop). @default "auto" (none on 2 cores, else cores − 1, at most 4) */
   verifyWorkers?: number | "auto";
   log?: Logger;
   onEvent?: (event: SessionEvent) => void;
