@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError } from "../lib/errors.ts";
 import type { Membership } from "../replicator/join.ts";
+import type { ControlPlaneAuthorization } from "../replicator/authorize.ts";
 import { createLogger } from "../lib/log.ts";
 import { formatBytes } from "../lib/units.ts";
 import { type CliContext, writeJson, writeLine } from "./context.ts";
@@ -63,8 +64,7 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
     .option("--json", "print one JSON line with the address, fingerprint and token once listening")
     .action(async (opts: Record<string, string | string[] | boolean | undefined>) => {
       const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
-      const { startReplicator, tokenAuthorizer, certificateAuthorizer } =
-        await import("../replicator/server.ts");
+      const { startReplicator, tokenAuthorizer } = await import("../replicator/server.ts");
       const listen = parseHostPort(String(opts.listen), 1500);
       if (Boolean(opts.cert) !== Boolean(opts.key))
         throw new FerryError("USAGE", "--cert and --key go together");
@@ -86,14 +86,25 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
           region: String(opts.region),
         });
       }
+      // Joined: agents prove who they are with certificates from the control plane, and the control
+      // plane's heartbeat answers say which servers may still replicate; else the pairing token.
+      let authorization: ControlPlaneAuthorization | undefined;
+      if (opts.join) {
+        const { ControlPlaneAuthorization, guardStore } = await import("../replicator/authorize.ts");
+        const { LocalDirectoryStore } = await import("../replicator/store/local-directory-store.ts");
+        const auth = new ControlPlaneAuthorization({
+          log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
+        });
+        store = guardStore(store ?? new LocalDirectoryStore(dataDir), (id) => auth.writeRefusal(id));
+        authorization = auth;
+      }
       const rep = await startReplicator({
         dataDir,
         ...(store ? { store } : {}),
         host: listen.host,
         port: listen.port,
         tls: id,
-        // Joined: agents prove who they are with certificates from the control plane; else the pairing token.
-        authorize: opts.join ? certificateAuthorizer() : tokenAuthorizer(id.token),
+        authorize: authorization ? authorization.authorizer() : tokenAuthorizer(id.token),
         requireClientCertificates: Boolean(opts.join),
         heartbeatIntervalMs: Number(opts.heartbeatMs),
         idleTimeoutMs: Number(opts.idleTimeoutMs),
@@ -146,9 +157,13 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
               certFingerprint: id.fingerprint,
               stagingAreaSubnetId: String(opts.pool ?? ""),
               lastSnapshots: rep.lastSnapshots(),
+              ...(authorization?.digest() ? { authorizationDigest: authorization.digest() } : {}),
             }),
+            onAnswer: (answer) => authorization?.update(answer.authorization),
             log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
           });
+          const joined = membership;
+          authorization?.setRefresh(() => joined.refresh());
         } catch (err) {
           await rep.close();
           throw err;

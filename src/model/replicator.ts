@@ -9,7 +9,7 @@
  * other server uses.
  */
 import { z } from "zod";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { ReplicationConfiguration } from "./mgn-shapes.gen.ts";
 
 export const REPLICATOR_REGISTER_PATH = "/ferry/replicator/register";
@@ -23,6 +23,8 @@ const HostPort = z
   .string()
   .max(300)
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "host:port");
+
+const SourceServerId = z.string().regex(/^s-[0-9a-zA-Z]{17}$/);
 
 export const ReplicatorRegisterRequest = z.object({
   /** Stable name of this replicator (re-registering with it updates the same entry). */
@@ -41,21 +43,78 @@ export const ReplicatorRegisterRequest = z.object({
   lastSnapshots: z
     .array(
       z.object({
-        sourceServerID: z.string().regex(/^s-[0-9a-zA-Z]{17}$/),
+        sourceServerID: SourceServerId,
         lastSnapshotDateTime: z.iso.datetime(),
       }),
     )
     .max(10000)
     .optional(),
+  /**
+   * The `digest` of the last `authorization` this replicator holds: the
+   * control plane leaves the lists out of its answer while they are unchanged.
+   * Older replicators send none (and ignore the answer's `authorization`).
+   */
+  authorizationDigest: z.string().max(128).optional(),
 });
 export type ReplicatorRegisterRequest = z.input<typeof ReplicatorRegisterRequest>;
+
+/** At most this many servers in each list of an authorization (well above a replicator's connections). */
+export const MAX_AUTHORIZATION_SERVERS = 10000;
+
+/** Why a source server assigned to a replicator may no longer replicate. */
+export const ReplicationRefusal = z.enum(["DISCONNECTED", "CUTOVER", "ARCHIVED"]);
+export type ReplicationRefusal = z.infer<typeof ReplicationRefusal>;
+
+/**
+ * The source servers a replicator accepts: those assigned to it and allowed
+ * to replicate. `refused` names the servers assigned to it that may not (for
+ * the refusal's message only; a server in neither list is refused too).
+ * `digest` identifies the lists; when it equals the request's
+ * `authorizationDigest` the lists are left out (nothing changed).
+ */
+export const ReplicatorAuthorization = z.object({
+  digest: z.string().max(128),
+  allowedSourceServerIDs: z.array(SourceServerId).max(MAX_AUTHORIZATION_SERVERS).optional(),
+  refused: z
+    .array(z.object({ sourceServerID: SourceServerId, reason: ReplicationRefusal }))
+    .max(MAX_AUTHORIZATION_SERVERS)
+    .optional(),
+});
+export type ReplicatorAuthorization = z.infer<typeof ReplicatorAuthorization>;
 
 export const ReplicatorRegisterResponse = z.object({
   replicatorId: z.string(),
   heartbeatIntervalSeconds: z.number(),
   /** The CA whose client certificates (one per source server) the replicator must accept, and only those (PEM). */
   clientCaPem: z.string(),
+  /** Which source servers may replicate to this replicator now (absent from older control planes). */
+  authorization: ReplicatorAuthorization.optional(),
 });
+export type ReplicatorRegisterResponse = z.infer<typeof ReplicatorRegisterResponse>;
+
+/** The refusal of a source server record for data-plane writes, or undefined when it may replicate. */
+export function replicationRefusal(r: {
+  isArchived: boolean;
+  lifeCycle: { state?: string };
+  replication: { control: string };
+}): ReplicationRefusal | undefined {
+  if (r.isArchived) return "ARCHIVED";
+  if (r.lifeCycle.state === "CUTOVER") return "CUTOVER";
+  if (r.lifeCycle.state === "DISCONNECTED" || r.replication.control === "DISCONNECTED") return "DISCONNECTED";
+  return undefined;
+}
+
+/** The digest of an authorization's lists (order-independent). */
+export function authorizationDigest(
+  allowed: readonly string[],
+  refused: readonly { sourceServerID: string; reason: string }[],
+): string {
+  const text = JSON.stringify([
+    [...allowed].sort(),
+    refused.map((r) => `${r.sourceServerID}:${r.reason}`).sort(),
+  ]);
+  return createHash("sha256").update(text).digest("base64url");
+}
 
 export interface ReplicatorRecord {
   replicatorId: string;

@@ -3,6 +3,8 @@
  * with its addresses, pool and certificate fingerprint, learns the CA whose
  * client certificates it must accept, and keeps registering as its heartbeat
  * so the control plane knows it is alive and assigns source servers to it.
+ * Each answer says which source servers may replicate to it now
+ * (`onAnswer`); `refresh` asks again at once, between heartbeats.
  */
 import type { Logger } from "../lib/log.ts";
 import { createSignedClient, type SignedClientCredentials } from "../lib/signed-client.ts";
@@ -12,6 +14,8 @@ import {
   ReplicatorRegisterResponse,
   type ReplicatorRegisterRequest,
 } from "../model/replicator.ts";
+
+type RegisterAnswer = ReplicatorRegisterResponse;
 
 export interface JoinOptions {
   endpoint: string;
@@ -23,12 +27,20 @@ export interface JoinOptions {
   /** What each registration (the first and every heartbeat) sends; a function to send current figures. */
   registration: ReplicatorRegisterRequest | (() => ReplicatorRegisterRequest);
   log: Logger;
+  /** Each successful registration's answer (the first included), before `joinControlPlane` resolves for the first. */
+  onAnswer?(answer: RegisterAnswer): void;
 }
 
 export interface Membership {
   replicatorId: string;
   /** The CA of the source servers' client certificates. */
   clientCaPem: string;
+  /**
+   * Registers now, between heartbeats (the answer goes to `onAnswer`), in a
+   * registration that starts after the call; concurrent calls share one.
+   * Rejects when the control plane cannot be reached.
+   */
+  refresh(): Promise<void>;
   /** Stops the heartbeat. */
   stop(): void;
 }
@@ -43,7 +55,21 @@ export async function joinControlPlane(o: JoinOptions): Promise<Membership> {
     ...(o.hosts ? { hosts: o.hosts } : {}),
   });
   const body = () => (typeof o.registration === "function" ? o.registration() : o.registration);
-  const register = () => client.call(REPLICATOR_REGISTER_PATH, body(), ReplicatorRegisterResponse);
+  const call = async () => {
+    const answer = await client.call(REPLICATOR_REGISTER_PATH, body(), ReplicatorRegisterResponse);
+    o.onAnswer?.(answer);
+    return answer;
+  };
+  let inFlight: Promise<RegisterAnswer> | undefined;
+  const register = () => (inFlight ??= call().finally(() => (inFlight = undefined)));
+  // A refresh must start after it was asked for (an answer listed before then may miss a new assignment).
+  let queued: Promise<RegisterAnswer> | undefined;
+  const registerAfterNow = () =>
+    (queued ??= (async () => {
+      await inFlight?.catch(() => {});
+      queued = undefined;
+      return register();
+    })());
   let first;
   try {
     first = await register();
@@ -71,6 +97,10 @@ export async function joinControlPlane(o: JoinOptions): Promise<Membership> {
   return {
     replicatorId: first.replicatorId,
     clientCaPem: first.clientCaPem,
+    async refresh() {
+      if (stopped) throw new Error("the replicator left the control plane");
+      await registerAfterNow();
+    },
     stop() {
       stopped = true;
       clearTimeout(timer);

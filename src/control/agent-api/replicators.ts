@@ -7,11 +7,22 @@ import type { z } from "zod";
 import type { OpContext, OpResult } from "../api/context.ts";
 import type { SourceServerRecord } from "../../model/source-server.ts";
 import type {
+  ReplicationRefusal,
   ReplicatorAssignment,
+  ReplicatorAuthorization,
   ReplicatorRecord,
   ReplicatorRegisterRequest,
+  ReplicatorRegisterResponse,
 } from "../../model/replicator.ts";
-import { assignmentFor, chooseReplicator, newReplicatorId, replicatorFits } from "../../model/replicator.ts";
+import {
+  assignmentFor,
+  authorizationDigest,
+  chooseReplicator,
+  MAX_AUTHORIZATION_SERVERS,
+  newReplicatorId,
+  replicationRefusal,
+  replicatorFits,
+} from "../../model/replicator.ts";
 import { accessDenied } from "../../model/api-errors.ts";
 
 /** When the context does not say (the control plane always does): `ferry server`'s default. */
@@ -46,14 +57,44 @@ export async function registerReplicator(
         : r,
     );
   }
-  return {
-    status: 200,
-    body: {
-      replicatorId: stored.replicatorId,
-      heartbeatIntervalSeconds: ctx.reportIntervalSeconds,
-      clientCaPem: ctx.dataPlaneCa.certPem,
-    },
+  const authorization = await authorizationFor(ctx, stored.replicatorId, input.authorizationDigest);
+  const body: ReplicatorRegisterResponse = {
+    replicatorId: stored.replicatorId,
+    heartbeatIntervalSeconds: ctx.reportIntervalSeconds,
+    clientCaPem: ctx.dataPlaneCa.certPem,
+    ...(authorization ? { authorization } : {}),
   };
+  return { status: 200, body };
+}
+
+/**
+ * What the replicator needs to follow the control plane (docs/installer.md,
+ * "What a disconnect revokes"): the servers assigned to it that may
+ * replicate, and those assigned to it that may not, with why. The lists are
+ * left out while the replicator's digest matches. Undefined (the replicator
+ * falls back to certificates alone) past MAX_AUTHORIZATION_SERVERS allowed
+ * servers, which no replicator's connection limit comes near.
+ */
+export async function authorizationFor(
+  ctx: OpContext,
+  replicatorId: string,
+  knownDigest: string | undefined,
+): Promise<ReplicatorAuthorization | undefined> {
+  const allowed: string[] = [];
+  const refused: { sourceServerID: string; reason: ReplicationRefusal }[] = [];
+  for (const r of await ctx.store.sourceServers.list()) {
+    if (r.replicatorId !== replicatorId) continue;
+    const reason = replicationRefusal(r);
+    if (reason) refused.push({ sourceServerID: r.sourceServerID, reason });
+    else allowed.push(r.sourceServerID);
+  }
+  if (allowed.length > MAX_AUTHORIZATION_SERVERS) return undefined;
+  // Only the message of a refusal depends on it: servers in neither list are refused too.
+  refused.sort((a, b) => a.sourceServerID.localeCompare(b.sourceServerID));
+  refused.length = Math.min(refused.length, MAX_AUTHORIZATION_SERVERS);
+  const digest = authorizationDigest(allowed, refused);
+  if (digest === knownDigest) return { digest };
+  return { digest, allowedSourceServerIDs: allowed, refused };
 }
 
 /**
