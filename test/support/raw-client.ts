@@ -14,7 +14,12 @@ export interface RawSession {
 }
 
 export async function rawConnect(ep: ReplicatorEndpoint): Promise<RawSession> {
-  const socket = connect({ host: ep.host, port: ep.port, rejectUnauthorized: false });
+  const socket = connect({
+    host: ep.host,
+    port: ep.port,
+    rejectUnauthorized: false,
+    ...(ep.clientCertificate ? { cert: ep.clientCertificate.certPem, key: ep.clientCertificate.keyPem } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     socket.once("secureConnect", () => resolve());
     socket.once("error", reject);
