@@ -259,11 +259,13 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     let trackerReason = "";
     let synced = false;
     let lastBacklog = -1;
+    let maxBacklog = 0;
     jsonLines(agent, (v) => {
       if (v.event === "tracker") trackerReason = String(v.reason);
       if (v.event === "status") {
         synced = true;
         lastBacklog = Number(v.backloggedBytes);
+        if (measuring) maxBacklog = Math.max(maxBacklog, lastBacklog);
       }
     });
     for (let i = 0; i < 600 && !synced; i++) await new Promise((r) => setTimeout(r, 100));
@@ -278,6 +280,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     await replica.contains(Buffer.alloc(0)); // reads what is there already
 
     const cpu0 = await cpuSeconds(agent.pid!);
+    const repCpu0 = await cpuSeconds(rep.pid!);
     measuring = true;
     const continuousFrom = Date.now();
     const rssAfterSync = await peakRssMiB(agent.pid!);
@@ -321,6 +324,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     }
     await fioDone;
     const cpuLoad = (await cpuSeconds(agent.pid!)) - cpu0;
+    const repCpuLoad = (await cpuSeconds(rep.pid!)) - repCpu0;
     // Idle: once the backlog is gone, 10 s without writes.
     for (let i = 0; i < 600; i++) {
       await replica.contains(Buffer.alloc(0));
@@ -349,6 +353,9 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       lagP99Ms: Math.round(percentile(lags, 99)),
       lagMaxMs: Math.round(Math.max(...lags)),
       agentCpuCoresUnderLoad: Number((cpuLoad / seconds).toFixed(3)),
+      replicatorCpuCoresUnderLoad: Number((repCpuLoad / seconds).toFixed(3)),
+      /** The largest backlog the agent reported while fio ran (bytes written, not yet acknowledged). */
+      maxBacklogBytes: maxBacklog,
       agentCpuCoresIdle: Number(cpuIdle.toFixed(3)),
       agentPeakRssMiB: Math.round(rss),
       ...logCounts,
