@@ -147,7 +147,8 @@ test("a disconnected server's certificate stops writing at the next heartbeat; o
       });
       assert.equal(await sha256File(await stagingImage(dataDir, b.id, "d0")), await sha256File(disk));
     };
-    // B is replicated by the real agent's sync, right after its assignment (before any heartbeat listed it).
+    // B is replicated by the real agent's sync milliseconds after its assignment: almost always before a
+    // heartbeat listed it, so its HELLO passes by the replicator asking the control plane again.
     await syncB();
 
     // A: a live session that keeps writing (one ZERO frame every 50 ms) until the replicator ends it.
