@@ -4,7 +4,9 @@
  * as a clear status in DescribeSourceServers — the error, naming the address
  * and port, with the failed initiation step (INITIATING before a first
  * connection, as MGN shows it; STALLED after one) — and replication must catch up (CONTINUOUS, no
- * error, nothing backlogged) once the port is open again.
+ * error, nothing backlogged) once the port is open again. Then the same mid-stream: the rule
+ * comes back while the agent replicates and its connection is reset; STALLED with the error
+ * within the bound, CONTINUOUS again once reopened.
  *
  * `ferry up` (control plane and its replicator) runs in one network
  * namespace, the installed agent (`ferry agent run`) in another; the rule is
@@ -69,7 +71,7 @@ mgn.destroy();
 }
 
 test(
-  "fault row 5: port 1500 closed → the connection error in DescribeSourceServers within a bound; reopened → CONTINUOUS",
+  "fault row 5: port 1500 closed (before the first connection, then mid-stream) → the connection error in DescribeSourceServers within a bound; reopened → CONTINUOUS",
   { skip },
   async () => {
     const scratch = await createScratch("ferry-row5-");
@@ -255,6 +257,39 @@ test(
         await new Promise((r) => setTimeout(r, 1000));
       }
       assert.equal(last!.dataReplicationInfo!.replicatedDisks![0]!.totalStorageBytes, 8 * MiB);
+
+      // Mid-stream: the rule comes back while the agent replicates, and the established connection
+      // is cut (reset, as when the replicator restarts): the agent's reconnects are dropped.
+      await p.iptables("staging", ["-I", ...rule]);
+      const cut = Date.now();
+      await p.exec("staging", "ss", ["-K", "sport", "=", `:${REPLICATOR_PORT}`]);
+      let midStream: Described | null = null;
+      while (Date.now() - cut < STATUS_BOUND_MS) {
+        const s = await describe();
+        if (s?.dataReplicationInfo?.dataReplicationError) {
+          midStream = s;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.ok(midStream, `a mid-stream error within ${STATUS_BOUND_MS} ms; agent log:\n${agentLog()}`);
+      const mid = midStream.dataReplicationInfo!;
+      assert.equal(mid.dataReplicationState, "STALLED", "after a first connection MGN shows STALLED");
+      assert.equal(mid.dataReplicationError!.error, "FAILED_TO_CONNECT_AGENT_TO_REPLICATION_SERVER");
+      assert.ok(
+        (mid.dataReplicationError!.rawError ?? "").includes(String(REPLICATOR_PORT)),
+        `the error names the port: ${mid.dataReplicationError!.rawError}`,
+      );
+
+      // Reopened again: back to CONTINUOUS with no error.
+      await p.iptables("staging", ["-D", ...rule]);
+      const deadline2 = Date.now() + 90_000;
+      for (;;) {
+        const d = (await describe())?.dataReplicationInfo;
+        if (d?.dataReplicationState === "CONTINUOUS" && !d.dataReplicationError) break;
+        assert.ok(Date.now() < deadline2, `caught up after the mid-stream cut; last: ${JSON.stringify(d)}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     } finally {
       try {
         await pair?.close();
