@@ -10,13 +10,7 @@
  * marker's bytes took to appear there. The agent runs with `--compression
  * none` so that the marker's bytes are stored as they are.
  *
- *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--block-size N]
- *        [--staging DIR] [--agent-node-options "..."] [--json]
- *
- * It also reports the tracker's gaps (each a rescan) and placed misses from
- * the agent's log, the agent's and the replicator's CPU, the largest backlog,
- * and the agent's memory at its highest RSS (main thread: V8 heap reserved and
- * used, external, array buffers).
+ *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--json]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -36,8 +30,6 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     /** Extra Node options for the agent only (e.g. "--max-semi-space-size=4"). */
     "agent-node-options": { type: "string", default: "" },
-    /** The replicator's data directory (default: beside the disk image), e.g. on tmpfs to take the staging disk out. */
-    staging: { type: "string" },
   },
 });
 if (!isRoot()) {
@@ -175,9 +167,7 @@ class AppendFollower {
 
 async function runOne(tracker: string): Promise<Record<string, unknown>> {
   const work = join(dir, tracker);
-  const stagingDir = values.staging ? join(values.staging, tracker) : join(work, "staging");
   await rm(work, { recursive: true, force: true });
-  await rm(stagingDir, { recursive: true, force: true });
   await mkdir(join(work, "mnt"), { recursive: true });
   const image = join(work, "disk.img");
   await timed("truncate", ["-s", "2G", image]);
@@ -191,7 +181,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     // Replicator.
     const rep = spawn(
       FERRY,
-      ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", stagingDir],
+      ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", join(work, "staging")],
       {
         stdio: ["ignore", "pipe", "ignore"],
       },
@@ -286,7 +276,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     const nonce = randomBytes(4096);
     await marker.write(nonce, 0, 4096, 0);
     await marker.datasync();
-    const replica = new AppendFollower(stagingDir);
+    const replica = new AppendFollower(join(work, "staging"));
     await replica.contains(Buffer.alloc(0)); // reads what is there already
 
     const cpu0 = await cpuSeconds(agent.pid!);
@@ -389,7 +379,6 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       await timed("umount", [join(work, "mnt")]).catch(() => timed("umount", ["-l", join(work, "mnt")]));
     await timed("losetup", ["-d", loop]).catch(() => {});
     await rm(work, { recursive: true, force: true });
-    await rm(stagingDir, { recursive: true, force: true });
   }
 }
 
