@@ -10,7 +10,13 @@
  * marker's bytes took to appear there. The agent runs with `--compression
  * none` so that the marker's bytes are stored as they are.
  *
- *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--json]
+ *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--block-size N]
+ *        [--agent-node-options "..."] [--json]
+ *
+ * It also reports the tracker's gaps (each a rescan) and placed misses from
+ * the agent's log, the agent's and the replicator's CPU, the largest backlog,
+ * and the agent's memory at its highest RSS (main thread: V8 heap reserved and
+ * used, external, array buffers).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
