@@ -7,6 +7,7 @@
  * MGN-shaped fields (data replication state, per-disk bytes, initiation steps,
  * errors).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { FerryError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { dataPlaneFailure, findingFor } from "../model/flow-classify.ts";
@@ -148,7 +149,9 @@ export class ReplicationDriver {
                 disk: run.diskId,
                 error: (err as Error).message,
               });
-              await new Promise((r) => setTimeout(r, 5000).unref());
+              // Ends early when the assignment changes (halt aborts): halt waits for this loop, and an
+              // unreferenced timer here left the process with nothing to wait on, so it exited mid-await.
+              await sleep(5000, undefined, { signal: controller.signal }).catch(() => {});
             }
           }
         }),
