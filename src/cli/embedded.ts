@@ -55,7 +55,7 @@ interface Credentials {
 export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   const { startServer } = await import("../control/index.ts");
   const { loadOrCreateIdentity } = await import("../replicator/identity.ts");
-  const { startReplicator, certificateAuthorizer } = await import("../replicator/server.ts");
+  const { startReplicator } = await import("../replicator/server.ts");
   const { joinControlPlane } = await import("../replicator/join.ts");
   const { createLauncher } = await import("../launch/index.ts");
   const names = o.certNames ?? [];
@@ -111,12 +111,18 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
     const id = await loadOrCreateIdentity(replicatorDataDir, {
       altNames: [o.replicatorListen.host, ...names],
     });
+    // As a joined `ferry replicator run`: certificates say who an agent is, the control plane's
+    // heartbeat answers say whether its server may still replicate (not after a disconnect).
+    const { ControlPlaneAuthorization, guardStore } = await import("../replicator/authorize.ts");
+    const { LocalDirectoryStore } = await import("../replicator/store/local-directory-store.ts");
+    const authorization = new ControlPlaneAuthorization({ log: o.log.child({ component: "replicator" }) });
     replicator = await startReplicator({
       dataDir: replicatorDataDir,
+      store: guardStore(new LocalDirectoryStore(replicatorDataDir), (sid) => authorization.writeRefusal(sid)),
       host: o.replicatorListen.host,
       port: o.replicatorListen.port,
       tls: id,
-      authorize: certificateAuthorizer(),
+      authorize: authorization.authorizer(),
       requireClientCertificates: true,
       log: o.log.child({ component: "replicator" }),
     });
@@ -145,9 +151,13 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
         certFingerprint: id.fingerprint,
         stagingAreaSubnetId: "",
         lastSnapshots: local.lastSnapshots(),
+        ...(authorization.digest() ? { authorizationDigest: authorization.digest() } : {}),
       }),
+      onAnswer: (answer) => authorization.apply(answer.authorization, local),
       log: o.log.child({ component: "replicator" }),
     });
+    const joined = membership;
+    authorization.setRefresh(() => joined.refresh());
     replicator.setClientCa(membership.clientCaPem);
     const rep = replicator;
     const member = membership;

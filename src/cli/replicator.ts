@@ -159,7 +159,7 @@ export function registerReplicator(program: Command, ctx: CliContext): void {
               lastSnapshots: rep.lastSnapshots(),
               ...(authorization?.digest() ? { authorizationDigest: authorization.digest() } : {}),
             }),
-            onAnswer: (answer) => authorization?.update(answer.authorization),
+            onAnswer: (answer) => authorization?.apply(answer.authorization, rep),
             log: createLogger({ stream: ctx.stderr, fields: { component: "replicator" } }),
           });
           const joined = membership;

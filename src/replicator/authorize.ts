@@ -141,6 +141,23 @@ export class ControlPlaneAuthorization {
   }
 
   /** The refusal of a write to a server's staging volumes, from the last answer (no refresh). */
+  /** Applies a heartbeat answer and ends the live sessions of the servers it no longer allows. */
+  apply(
+    answer: ReplicatorAuthorization | undefined,
+    sessions: { endSessions(sourceServerId: string, error: FerryError): number },
+  ): void {
+    for (const id of this.update(answer)) {
+      const error = this.writeRefusal(id);
+      if (!error) continue;
+      const n = sessions.endSessions(id, error);
+      if (n)
+        this.log.info("ended the sessions of a server that may no longer replicate", {
+          sourceServerId: id,
+          sessions: n,
+        });
+    }
+  }
+
   writeRefusal(sourceServerId: string): FerryError | undefined {
     const view = this.view;
     if (!view || view.allowed.has(sourceServerId)) return undefined;

@@ -87,6 +87,8 @@ export interface Replicator {
   lastSnapshots(): { sourceServerID: string; lastSnapshotDateTime: string }[];
   /** Sets (or replaces) the CA of accepted client certificates. */
   setClientCa(pem: string): void;
+  /** Ends every live session of a source server with `error`; returns how many. */
+  endSessions(sourceServerId: string, error: FerryError): number;
   close(): Promise<void>;
 }
 
@@ -268,6 +270,15 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     store,
     lastSnapshots: () =>
       [...newest].map(([sourceServerID, lastSnapshotDateTime]) => ({ sourceServerID, lastSnapshotDateTime })),
+    endSessions(sourceServerId: string, error: FerryError) {
+      let n = 0;
+      for (const s of sessions) {
+        if (s.sourceServerId !== sourceServerId) continue;
+        s.end(error);
+        n++;
+      }
+      return n;
+    },
     setClientCa(pem: string) {
       server.setSecureContext({ cert: options.tls.certPem, key: options.tls.keyPem, ca: pem });
     },

@@ -77,6 +77,16 @@ export class Session {
   }
 
   /** Ends this session (another connection took over its disk); resolves when its writes settled. */
+  /** The source server of this session ("" before its HELLO). */
+  get sourceServerId(): string {
+    return this.ids.sourceServerId;
+  }
+
+  /** Ends the session with an error the agent reads (e.g. its server may no longer replicate). */
+  end(error: FerryError): void {
+    this.refuse(error.code, error.message);
+  }
+
   async terminate(): Promise<void> {
     if (this.state !== "closed") this.conn.close();
     await this.ended;
