@@ -5,7 +5,6 @@ import type { CliContext } from "./context.ts";
 import type { Launcher } from "../model/launch.ts";
 import type { StagingReleaser } from "../replicator/volume-release.ts";
 import { writeJson, writeLine } from "./context.ts";
-import { startServer } from "../control/index.ts";
 import { createLogger } from "../lib/log.ts";
 import { FerryError } from "../lib/errors.ts";
 import { join } from "node:path";
@@ -166,6 +165,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
           logger: logger.child({ component: "launch" }),
         });
       }
+      const { startServer } = await import("../control/index.ts");
       const handle = await startServer({
         dataDir: o.dataDir,
         ...(launcher ? { launcher } : {}),

@@ -4,8 +4,6 @@ import type { CliContext } from "./context.ts";
 import { writeJson, writeLine } from "./context.ts";
 import type { StoreFlags } from "./server.ts";
 import { addStoreOptions } from "./server.ts";
-import { createControlPlane } from "../control/index.ts";
-import { readLivenessSettings } from "../control/store/settings.ts";
 import { toSourceServer } from "../model/source-server.ts";
 import { agentNotSeenFlow } from "../model/flow-classify.ts";
 import type { SourceServer } from "../model/mgn-shapes.gen.ts";
@@ -22,6 +20,9 @@ function notSeenAfterMs(text: string): number {
 }
 
 async function loadServers(o: ListFlags): Promise<SourceServer[]> {
+  // Loaded here, not at the top: the control plane pulls in hono and pg (CLI start-up).
+  const { createControlPlane } = await import("../control/index.ts");
+  const { readLivenessSettings } = await import("../control/store/settings.ts");
   const cp = await createControlPlane({
     dataDir: o.dataDir,
     region: o.region,
