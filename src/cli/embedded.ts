@@ -62,10 +62,13 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
   // Launches read the local replicator's staging store, which starts after the control plane.
   let catalog: SnapshotCatalog | undefined;
   let releaseStaging: ((sourceServerID: string) => Promise<void>) | undefined;
+  let reinstateStaging: ((sourceServerID: string) => Promise<void>) | undefined;
+  let stagingReleaser: { close(): Promise<void> } | undefined;
   const launcher = createLauncher({
     dataDir: join(o.dataDir, "launch"),
     catalog: () => catalog,
     releaseStaging: async (id) => releaseStaging?.(id),
+    reinstateStaging: async (id) => reinstateStaging?.(id),
     logger: o.log.child({ component: "launch" }),
   });
   const server = await startServer({
@@ -116,9 +119,11 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
     const { ControlPlaneAuthorization, guardStore } = await import("../replicator/authorize.ts");
     const { LocalDirectoryStore } = await import("../replicator/store/local-directory-store.ts");
     const authorization = new ControlPlaneAuthorization({ log: o.log.child({ component: "replicator" }) });
+    // Sessions write through the guard; releases (the control plane's own writes) do not.
+    const stagingStore = new LocalDirectoryStore(replicatorDataDir);
     replicator = await startReplicator({
       dataDir: replicatorDataDir,
-      store: guardStore(new LocalDirectoryStore(replicatorDataDir), (sid) => authorization.writeRefusal(sid)),
+      store: guardStore(stagingStore, (sid) => authorization.writeRefusal(sid)),
       host: o.replicatorListen.host,
       port: o.replicatorListen.port,
       tls: id,
@@ -127,17 +132,26 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
       log: o.log.child({ component: "replicator" }),
     });
     catalog = replicator.catalog;
-    // FinalizeCutover / DisconnectFromService: the server's staging volumes go, once its live session (if any) has stopped.
+    // FinalizeCutover / DisconnectFromService: the server's staging volumes go, once its live
+    // session (if any) has stopped; retried in the background, resumed at the next start.
+    const { createStagingReleaser } = await import("../replicator/volume-release.ts");
+    const { volumeLeased } = await import("../replicator/snapshots.ts");
     const releasing = replicator;
+    const releaser = createStagingReleaser({
+      store: stagingStore,
+      reason: "FinalizeCutover or DisconnectFromService",
+      inUse: (prefix) => volumeLeased(releasing.store, prefix),
+      log: o.log.child({ component: "staging-release" }),
+    });
+    stagingReleaser = releaser;
+    const serverId = /^s-[0-9a-zA-Z]{17}$/;
     releaseStaging = async (id) => {
-      if (!/^s-[0-9a-zA-Z]{17}$/.test(id)) return;
-      const { releaseServerVolumes } = await import("../replicator/volume-release.ts");
-      const { volumeLeased } = await import("../replicator/snapshots.ts");
-      await releaseServerVolumes(releasing.store, id, {
-        reason: "FinalizeCutover or DisconnectFromService",
-        inUse: (prefix) => volumeLeased(releasing.store, prefix),
-      });
+      if (serverId.test(id)) await releaser.release(id);
     };
+    reinstateStaging = async (id) => {
+      if (serverId.test(id)) await releaser.reinstate(id);
+    };
+    await releaser.resumePending();
     const advertised = o.replicatorListen.host === "0.0.0.0" ? "127.0.0.1" : o.replicatorListen.host;
     const local = replicator;
     membership = await joinControlPlane({
@@ -179,6 +193,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
         member.stop();
         await server.close();
         await launcher.close();
+        await stagingReleaser?.close();
         await rep.close();
       },
     };
@@ -186,6 +201,7 @@ export async function startEmbedded(o: EmbeddedOptions): Promise<Embedded> {
     membership?.stop();
     await server.close();
     await launcher.close();
+    await stagingReleaser?.close();
     await replicator?.close();
     throw err;
   }

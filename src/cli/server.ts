@@ -162,6 +162,7 @@ export function registerServer(program: Command, ctx: CliContext): void {
           releaseStaging: async (id) => {
             await releaser.release(id);
           },
+          reinstateStaging: (id) => releaser.reinstate(id),
           logger: logger.child({ component: "launch" }),
         });
       }

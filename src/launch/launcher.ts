@@ -33,6 +33,8 @@ export interface LauncherOptions {
   postLaunchScriptsDir?: string;
   /** Releases a server's staging resources (FinalizeCutover). @default nothing to release */
   releaseStaging?: (sourceServerID: string) => Promise<void>;
+  /** Lets a released server replicate again (its agent was reinstalled). @default nothing to do */
+  reinstateStaging?: (sourceServerID: string) => Promise<void>;
   logger?: Logger;
 }
 
@@ -191,6 +193,9 @@ export function createLauncher(o: LauncherOptions): Launcher & { instancesDir: s
     async releaseStagingResources(sourceServerID) {
       await o.releaseStaging?.(sourceServerID);
       logger.info("staging resources released", { sourceServerID });
+    },
+    async reinstateStagingResources(sourceServerID) {
+      await o.reinstateStaging?.(sourceServerID);
     },
     async close() {
       for (const t of targets.values()) await t.close();

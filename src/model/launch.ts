@@ -104,6 +104,8 @@ export interface Launcher {
   terminate(sourceServerID: string, details: LaunchedInstanceDetails): Promise<void>;
   /** FinalizeCutover / DisconnectFromService: release the server's staging resources. */
   releaseStagingResources(sourceServerID: string): Promise<void>;
+  /** A released server registered again (agent reinstalled): it may replicate again at once. */
+  reinstateStagingResources?(sourceServerID: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -13,7 +13,12 @@ import type { ObjectStore } from "./store/object-store.ts";
 import { S3Store } from "./store/s3-store.ts";
 import { StagingVolume } from "./volume.ts";
 import { leaseKey, readReleaseMarker, releaseMarkerKey } from "./volume-lease.ts";
-import { createStagingReleaser, pendingReleases, releaseServerVolumes } from "./volume-release.ts";
+import {
+  createStagingReleaser,
+  pendingReleases,
+  reinstateServer,
+  releaseServerVolumes,
+} from "./volume-release.ts";
 
 const BS = 4096;
 const A = "s-releasetest000000a";
@@ -165,6 +170,29 @@ describe("a release never removes a volume a live writer holds", () => {
       await assert.rejects(vol.flush({ durableSeq: 9 }), (e) => code(e) === "VOLUME_RELEASED");
       await vol.close();
       assert.deepEqual(await store.list(`volumes/${A}/vda/`), []);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("a released server registered again may replicate at once; a release in progress stays", async () => {
+    const { store, cleanup } = await localStore();
+    try {
+      await (await filledVolume(store, A, "vda")).close();
+      assert.equal(await reinstateServer(store, A), "not-released");
+      await releaseServerVolumes(store, A);
+      await assert.rejects(filledVolume(store, A, "vda"), (e) => code(e) === "VOLUME_RELEASED");
+      assert.equal(await reinstateServer(store, A), "reinstated");
+      assert.equal(await readReleaseMarker(store, A), undefined);
+      await (await filledVolume(store, A, "vda")).close();
+      // A release still waiting for its writer keeps its marker: the writer must still stop.
+      const writer = await filledVolume(store, A, "vda");
+      const releasing = releaseServerVolumes(store, A, { ttlMs: 1000, pollMs: 50 });
+      for (let i = 0; i < 100 && !(await readReleaseMarker(store, A)); i++) await sleep(10);
+      assert.equal(await reinstateServer(store, A), "release-in-progress");
+      assert.ok(await readReleaseMarker(store, A));
+      await writer.close();
+      await releasing;
     } finally {
       await cleanup();
     }

@@ -115,6 +115,22 @@ export async function releaseServerVolumes(
   return { sourceServerId, disks, removedObjects };
 }
 
+/**
+ * A released server registered again (its agent reinstalled): the completed release's hold ends
+ * now rather than an hour after the release, so the new agent replicates at once. A release
+ * still in progress is left alone (its writer must still stop); the hold then applies.
+ */
+export async function reinstateServer(
+  store: ObjectStore,
+  sourceServerId: string,
+): Promise<"reinstated" | "not-released" | "release-in-progress"> {
+  const marker = await readReleaseMarker(store, sourceServerId);
+  if (!marker) return "not-released";
+  if (!marker.completedAt) return "release-in-progress";
+  await store.delete(releaseMarkerKey(sourceServerId));
+  return "reinstated";
+}
+
 /** Source servers whose release was requested and has not completed (interrupted, or deferred by a live writer). */
 export async function pendingReleases(store: ObjectStore): Promise<string[]> {
   const out: string[] = [];
@@ -140,6 +156,8 @@ export interface StagingReleaser {
   release(sourceServerId: string, reason?: string): Promise<ReleaseResult>;
   /** Finishes releases a previous process left unfinished (in the background). */
   resumePending(): Promise<string[]>;
+  /** A released server registered again: lifts the completed release's hold (`reinstateServer`). */
+  reinstate(sourceServerId: string): Promise<void>;
   /** Stops waiting and retrying. */
   close(): Promise<void>;
 }
@@ -182,6 +200,16 @@ export function createStagingReleaser(o: StagingReleaserOptions): StagingRelease
         if (!stop.signal.aborted) void track(retry(id, reason, 2));
         throw err;
       }
+    },
+    async reinstate(id) {
+      const r = await reinstateServer(o.store, id);
+      if (r === "reinstated")
+        log.info("a released server registered again: it may replicate", { sourceServerId: id });
+      else if (r === "release-in-progress")
+        log.warn(
+          "a server registered again while its staging release is still in progress: its agent is refused until an hour after the release completes",
+          { sourceServerId: id },
+        );
     },
     async resumePending() {
       const ids = await pendingReleases(o.store);

@@ -287,8 +287,8 @@ test(
       assert.equal(item?.dataReplicationInfo?.dataReplicationState, "DISCONNECTED");
       assert.equal(item?.isArchived, false);
 
-      // Installing again: the same server, its unit back, a new key that works. (It replicates again
-      // once the replicator's release hold ends, an hour after the release: docs/staging-store.md.)
+      // Installing again: the same server, its unit back, a new key that works, and it replicates
+      // again at once (registering lifts the release's hold: docs/staging-store.md).
       const again = await s.install(ROOT, stateDir);
       assert.equal(again.sourceServerID, id);
       assert.ok(await exists(unitFile));
@@ -308,6 +308,16 @@ test(
         client.close();
       }
       assert.equal((await describe(s, id))?.lifeCycle?.state, "NOT_READY");
+      const reinstalled = startAgent(s, stateDir);
+      await waitForServer(
+        s,
+        id,
+        "CONTINUOUS again after the reinstall",
+        (i) => i.dataReplicationInfo?.dataReplicationState === "CONTINUOUS",
+        reinstalled,
+      );
+      assert.doesNotMatch(reinstalled.log(), /VOLUME_RELEASED|taken out of replication/);
+      await stop(reinstalled.child);
       // Out of the way for the second machine's install into the same tree.
       await rm(stateDir, { recursive: true });
       await rm(unitFile);

@@ -118,6 +118,9 @@ export async function register(ctx: OpContext, input: RegisterInput): Promise<Op
       rec = await ctx.store.sourceServers.update(existing.sourceServerID, (r) =>
         reRegister(r, input, ctx.now()),
       );
+      // Reinstalled after a disconnect or a cutover: its released staging may be written again.
+      if (rec && existing.replication.control === "DISCONNECTED")
+        await ctx.jobs?.reinstateStaging(existing.sourceServerID);
     } else {
       const fresh = await newRecord(ctx, input);
       if (await ctx.store.sourceServers.insertWithIdentity(fresh, input.identity, ctx.now())) rec = fresh;

@@ -50,6 +50,8 @@ export interface JobRunner {
   ): Promise<Job>;
   /** Releases a server's staging resources in the background (FinalizeCutover, DisconnectFromService). */
   releaseStaging(sourceServerID: string): void;
+  /** A released server registered again: lets it replicate at once. Never throws (logs). */
+  reinstateStaging(sourceServerID: string): Promise<void>;
   /** Marks jobs a previous process left unfinished as failed. Returns how many. */
   recover(): Promise<number>;
   /** Cancels running jobs and waits for them (the host closes the launcher). */
@@ -261,6 +263,16 @@ export function createJobRunner(o: JobRunnerOptions): JobRunner {
         );
       running.add(p);
       void p.finally(() => running.delete(p));
+    },
+    async reinstateStaging(id) {
+      try {
+        await launcher.reinstateStagingResources?.(id);
+      } catch (err) {
+        o.logger.warn("could not lift the staging release of a re-registered server", {
+          sourceServerID: id,
+          error: String(err),
+        });
+      }
     },
     async recover() {
       let n = 0;
