@@ -26,6 +26,8 @@ export interface SessionLimits {
   maxPendingBytes: number;
   /** Flush at least every this many written bytes. */
   flushBytes: number;
+  /** Flush at least this often (ms) while writes arrive, so a steady trickle is acknowledged promptly. */
+  flushMs: number;
   heartbeatIntervalMs: number;
   idleTimeoutMs: number;
   helloTimeoutMs: number;

@@ -40,11 +40,15 @@ export class Session {
   private state: "hello" | "handshaking" | "streaming" | "failed" | "closed" = "hello";
   private expectedSeq = 1;
   private chain: Promise<void> = Promise.resolve();
+  /** Settles after the last queued write to the volume (writes settle in order). */
+  private writes: Promise<void> = Promise.resolve();
   private pendingBytes = 0;
   private pendingFrames = 0;
   private lastWrittenSeq = 0;
   private cursor = 0;
   private bytesSinceFlush = 0;
+  /** performance.now() at the last flush's start. */
+  private lastFlushAt = performance.now();
   private flushing: Promise<void> | undefined;
   private flushWanted = false;
   private helloTimer: NodeJS.Timeout | undefined;
@@ -307,12 +311,19 @@ export class Session {
     // A volume on a store without appendable objects keeps the data it is given until it seals
     // the segment: raw payloads from the pool are not given back then (the GC frees them).
     const reusable = frame.compression !== Compression.NONE || this.host.store.openAppendable !== undefined;
+    const end = offset + length;
     this.enqueue(length, async (vol) => {
       const data = await prepared;
-      await vol.writeData(offset, data, frame.hashes);
-      // The volume copied the hashes and wrote the data: the frame's memory can take another frame.
-      if (reusable) this.host.frames?.release(frame.payload);
-      this.written(seq, offset + length, length);
+      const { written } = await vol.appendData(offset, data, frame.hashes);
+      // Not awaited here: the next frames' records join the same write to the store.
+      return {
+        written,
+        done: () => {
+          // The volume copied the hashes and wrote the data: the frame's memory can take another frame.
+          if (reusable) this.host.frames?.release(frame.payload);
+          this.written(seq, end, length);
+        },
+      };
     });
   }
 
@@ -345,31 +356,59 @@ export class Session {
       : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
   }
 
-  private enqueue(bytes: number, apply: (vol: StagingVolume) => Promise<void>): void {
+  /**
+   * Applies frames strictly in order. `apply` may return the promise of its
+   * write: the next frame is applied at once, and the frame's bytes count as
+   * pending (the socket pauses) until that write settled; then `done` runs.
+   */
+  private enqueue(
+    bytes: number,
+    apply: (vol: StagingVolume) => Promise<{ written: Promise<void>; done: () => void } | void>,
+  ): void {
     this.pendingBytes += bytes;
     this.pendingFrames++;
     if (this.pendingBytes > this.host.limits.maxPendingBytes) this.conn.stream.pause();
+    const settle = () => {
+      this.pendingBytes -= bytes;
+      this.pendingFrames--;
+      if (this.pendingBytes <= this.host.limits.maxPendingBytes / 2) this.conn.stream.resume();
+    };
     this.chain = this.chain.then(async () => {
-      if (this.state !== "streaming") return;
+      if (this.state !== "streaming") return settle();
+      let writing: { written: Promise<void>; done: () => void } | void;
       try {
-        await apply(this.volume!);
+        writing = await apply(this.volume!);
       } catch (err) {
         this.abort(err);
-      } finally {
-        this.pendingBytes -= bytes;
-        this.pendingFrames--;
-        if (this.pendingBytes <= this.host.limits.maxPendingBytes / 2) this.conn.stream.resume();
+        return settle();
       }
+      if (!writing) return settle();
+      // The store writes in the order of queueing: the last write settles after the others.
+      // No longer pending before `done`: the last of a batch of writes sees none left, and flushes.
+      const { done } = writing;
+      this.writes = writing.written.then(
+        () => {
+          settle();
+          done();
+        },
+        (err: unknown) => {
+          settle();
+          this.abort(err);
+        },
+      );
     });
   }
 
   private written(seq: number, end: number, bytes: number): void {
-    this.lastWrittenSeq = seq;
+    // A barrier or a zero range may be applied before the data queued ahead of it is written:
+    // never go back. A flush makes everything queued before it durable, so this is safe.
+    this.lastWrittenSeq = Math.max(this.lastWrittenSeq, seq);
     this.cursor = Math.max(this.cursor, end);
     this.bytesSinceFlush += bytes;
     if (
       this.pendingFrames <= 1 ||
       this.bytesSinceFlush >= this.host.limits.flushBytes ||
+      performance.now() - this.lastFlushAt >= this.host.limits.flushMs ||
       this.volume!.wantsFlush()
     ) {
       this.requestFlush();
@@ -384,6 +423,7 @@ export class Session {
     const seq = this.lastWrittenSeq;
     const cursor = this.cursor;
     this.bytesSinceFlush = 0;
+    this.lastFlushAt = performance.now();
     this.flushing = this.doFlush(seq, cursor, {})
       .then(() => {})
       .finally(() => {
@@ -399,6 +439,7 @@ export class Session {
   private async flushNow(update: Record<string, unknown>): Promise<boolean> {
     while (this.flushing) await this.flushing;
     this.bytesSinceFlush = 0;
+    this.lastFlushAt = performance.now();
     return this.doFlush(this.lastWrittenSeq, this.cursor, update);
   }
 
@@ -440,6 +481,7 @@ export class Session {
     if (this.state !== "failed") this.state = "failed";
     // Let queued writes settle (they are skipped once failed), then close the volume.
     await this.chain.catch(() => {});
+    await this.writes.catch(() => {});
     if (this.flushing) await this.flushing.catch(() => {});
     await this.volume?.close();
     this.state = "closed";

@@ -46,6 +46,7 @@ import {
 } from "./volume-head.ts";
 import { VolumeReader } from "./volume-read.ts";
 import { recoverVolume } from "./volume-recover.ts";
+import { BatchedAppendable } from "./volume-append.ts";
 import { WriterLease } from "./volume-lease.ts";
 
 export {
@@ -95,6 +96,7 @@ export class StagingVolume extends VolumeReader {
           await vol.lease.acquire();
         }
         vol.open = await recoverVolume({ store, prefix, readOnly, head, map, segments });
+        if (vol.open?.app) vol.open.app = new BatchedAppendable(vol.open.app);
         return vol;
       } catch (err) {
         await vol.lease?.drop();
@@ -140,27 +142,52 @@ export class StagingVolume extends VolumeReader {
 
   /** Writes verified data and its per-block hashes; blocks identical to the head's are skipped. */
   async writeData(offset: number, data: Buffer, hashes: Buffer): Promise<void> {
+    await (
+      await this.appendData(offset, data, hashes)
+    ).written;
+  }
+
+  /**
+   * Appends verified data and its per-block hashes (blocks identical to the
+   * head's are skipped) and resolves once the records are in the log, in call
+   * order: reads see them, a later flush makes them durable. `written`
+   * settles once the bytes reached the store; until then `data` must not be
+   * reused. Callers may append the next data before it settles, so that
+   * small records go out in one write.
+   */
+  async appendData(offset: number, data: Buffer, hashes: Buffer): Promise<{ written: Promise<void> }> {
     this.checkRange(offset, data.length);
     await this.lease?.ensure();
     const bs = this.head.hashBlockSize;
     const first = offset / bs;
     const n = Math.ceil(data.length / bs);
+    const writes: Promise<void>[] = [];
     let runStart = -1;
     for (let i = 0; i <= n; i++) {
       const changed =
         i < n && !this.map.sameHash(first + i, hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
       if (changed && runStart < 0) runStart = i;
       if (!changed && runStart >= 0) {
-        await this.appendRecord(
+        const w = await this.appendRecord(
           first + runStart,
           i - runStart,
           false,
           hashes.subarray(runStart * HASH_BYTES, i * HASH_BYTES),
           data.subarray(runStart * bs, Math.min(i * bs, data.length)),
         );
+        writes.push(w.written);
         runStart = -1;
       }
     }
+    const written =
+      writes.length === 0
+        ? Promise.resolve()
+        : writes.length === 1
+          ? writes[0]!
+          : Promise.all(writes).then(() => {});
+    // The caller awaits it; until then a failure is reported there, not as an unhandled rejection.
+    written.catch(() => {});
+    return { written };
   }
 
   /** Makes a range read as zeros (only blocks not already zero get a record). */
@@ -175,25 +202,38 @@ export class StagingVolume extends VolumeReader {
       const changed = i < n && !this.map.isZero(first + i);
       if (changed && runStart < 0) runStart = i;
       if (!changed && runStart >= 0) {
-        await this.appendRecord(first + runStart, i - runStart, true, Buffer.alloc(0), Buffer.alloc(0));
+        const w = await this.appendRecord(
+          first + runStart,
+          i - runStart,
+          true,
+          Buffer.alloc(0),
+          Buffer.alloc(0),
+        );
+        await w.written;
         runStart = -1;
       }
     }
   }
 
+  /** Appends one record to the open segment; resolves once it is in the log, with the promise of its write (wrapped: an awaited promise would be flattened). */
   private async appendRecord(
     firstBlock: number,
     count: number,
     zero: boolean,
     hashes: Buffer,
     data: Buffer,
-  ): Promise<void> {
+  ): Promise<{ written: Promise<void> }> {
     const o = await this.openSegment();
     const header = encodeRecordHeader({ firstBlock, count, zero, dataLength: data.length, hashes });
     const at = o.size;
     const parts = zero ? [header] : [header, hashes, data];
-    if (o.app) await o.app.append(parts);
-    else o.parts.push(header, Buffer.from(hashes), ...(zero ? [] : [data]));
+    let written: Promise<void>;
+    if (o.app) written = o.app.append(parts);
+    else {
+      o.parts.push(header, Buffer.from(hashes), ...(zero ? [] : [data]));
+      written = Promise.resolve();
+    }
+    written.catch(() => {}); // reported where it is awaited
     const rec: SegmentRecord = {
       firstBlock,
       count,
@@ -205,6 +245,7 @@ export class StagingVolume extends VolumeReader {
     o.records.push(rec);
     o.size += recordBytes(count, zero, data.length);
     this.map.apply(o.seq, [rec], this.head.hashBlockSize);
+    return { written };
   }
 
   private async openSegment(): Promise<OpenSegment> {
@@ -215,7 +256,9 @@ export class StagingVolume extends VolumeReader {
       });
     const seq = this.nextSeq();
     const app = this.store.openAppendable
-      ? await this.store.openAppendable(segmentKey(this.prefix, seq, seq), { truncateTo: 0 })
+      ? new BatchedAppendable(
+          await this.store.openAppendable(segmentKey(this.prefix, seq, seq), { truncateTo: 0 }),
+        )
       : undefined;
     this.open = { seq, app, parts: [], size: 0, committed: 0, records: [] };
     return this.open;
