@@ -16,8 +16,10 @@
 import type { AppendableObject } from "./store/object-store.ts";
 import type { ByteRange } from "./store/object-store.ts";
 
-/** Batches whose parts add up to less than this are copied into one buffer (one iovec). */
+/** Batches of small parts up to this size are copied into one reused buffer (one iovec, no fresh memory). */
 const COPY_BELOW = 4 * 1024 * 1024;
+/** Parts this large on average are written as they are (frames of initial sync: no copy). */
+const SMALL_PART = 16 * 1024;
 
 interface Pending {
   parts: readonly Buffer[];
@@ -32,6 +34,8 @@ export class BatchedAppendable implements AppendableObject {
   private writing: Promise<void> | undefined;
   private failure: unknown;
   private queuedBytes = 0;
+  /** Where small parts are copied; reused from write to write (one write at a time). */
+  private scratch: Buffer | undefined;
 
   constructor(inner: AppendableObject) {
     this.inner = inner;
@@ -71,10 +75,7 @@ export class BatchedAppendable implements AppendableObject {
         }
         try {
           if (this.failure !== undefined) throw this.failure;
-          if (bytes > 0)
-            await this.inner.append(
-              bytes < COPY_BELOW && parts.length > 1 ? [Buffer.concat(parts, bytes)] : parts,
-            );
+          if (bytes > 0) await this.inner.append(this.gather(parts, bytes));
         } catch (err) {
           this.failure ??= err;
           for (const e of batch) e.reject(err);
@@ -87,6 +88,17 @@ export class BatchedAppendable implements AppendableObject {
     } finally {
       this.writing = undefined;
     }
+  }
+
+  /** The parts to write: small ones copied into the scratch buffer (valid until the next write). */
+  private gather(parts: Buffer[], bytes: number): Buffer[] {
+    if (parts.length === 1 || bytes > COPY_BELOW || bytes / parts.length >= SMALL_PART) return parts;
+    if (!this.scratch || this.scratch.length < bytes) {
+      this.scratch = Buffer.allocUnsafeSlow(Math.min(COPY_BELOW, Math.max(bytes, 256 * 1024) * 2));
+    }
+    let at = 0;
+    for (const p of parts) at += p.copy(this.scratch, at);
+    return [this.scratch.subarray(0, bytes)];
   }
 
   /**
