@@ -8,6 +8,7 @@
 import { availableParallelism } from "node:os";
 import { FerryError } from "../lib/errors.ts";
 import { WorkerPool } from "../lib/worker-pool.ts";
+import type { DataFrame } from "../wire/index.ts";
 import { checkPayload, type PayloadResult, type PayloadTask } from "./payload-check.ts";
 
 export interface PayloadChecker {
@@ -66,4 +67,35 @@ export function createPayloadChecker(workers: number): PayloadChecker {
       await pool?.close();
     },
   };
+}
+
+/** Decompresses and verifies a DATA frame's payload (on `checker`'s workers, else here); never lets damaged data through. */
+export async function preparePayload(
+  frame: DataFrame,
+  hashBlockSize: number,
+  checker: PayloadChecker | undefined,
+): Promise<Buffer> {
+  const task = {
+    payload: frame.payload,
+    compression: frame.compression,
+    length: frame.length,
+    hashes: frame.hashes,
+    hashBlockSize,
+  };
+  const r = checker ? await checker.check(task) : checkPayload(task);
+  if (!r.ok && r.why === "decompress") {
+    throw new FerryError(
+      "DATA_CHECKSUM_MISMATCH",
+      `DATA at offset ${frame.offset} does not decompress (${r.message ?? "corrupt"}): damaged in transit, not written`,
+    );
+  }
+  if (!r.ok) {
+    throw new FerryError(
+      "DATA_CHECKSUM_MISMATCH",
+      `DATA at offset ${frame.offset} failed its BLAKE3 check: damaged in transit, not written; the agent resends it`,
+      { details: { offset: Number(frame.offset) } },
+    );
+  }
+  if (!r.data) return frame.payload;
+  return Buffer.isBuffer(r.data) ? r.data : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
 }

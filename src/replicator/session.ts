@@ -18,7 +18,7 @@ import {
   type FramedConnection,
   type HelloFrame,
 } from "../wire/index.ts";
-import { checkPayload } from "./payload-check.ts";
+import { preparePayload } from "./payload-checker.ts";
 import type { PeerInfo, SessionHost } from "./session-host.ts";
 import { StagingVolume, checkName } from "./volume.ts";
 
@@ -305,7 +305,7 @@ export class Session {
       return;
     }
     this.dataBytesReceived += length;
-    const prepared = this.prepare(frame, m.hashBlockSize);
+    const prepared = preparePayload(frame, m.hashBlockSize, this.host.payloads);
     prepared.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
     const seq = Number(frame.seq);
     // A volume on a store without appendable objects keeps the data it is given until it seals
@@ -325,35 +325,6 @@ export class Session {
         },
       };
     });
-  }
-
-  /** Decompresses and verifies a payload; never lets damaged data through. */
-  private async prepare(frame: DataFrame, hashBlockSize: number): Promise<Buffer> {
-    const task = {
-      payload: frame.payload,
-      compression: frame.compression,
-      length: frame.length,
-      hashes: frame.hashes,
-      hashBlockSize,
-    };
-    const r = this.host.payloads ? await this.host.payloads.check(task) : checkPayload(task);
-    if (!r.ok && r.why === "decompress") {
-      throw new FerryError(
-        "DATA_CHECKSUM_MISMATCH",
-        `DATA at offset ${frame.offset} does not decompress (${r.message ?? "corrupt"}): damaged in transit, not written`,
-      );
-    }
-    if (!r.ok) {
-      throw new FerryError(
-        "DATA_CHECKSUM_MISMATCH",
-        `DATA at offset ${frame.offset} failed its BLAKE3 check: damaged in transit, not written; the agent resends it`,
-        { details: { offset: Number(frame.offset) } },
-      );
-    }
-    if (!r.data) return frame.payload;
-    return Buffer.isBuffer(r.data)
-      ? r.data
-      : Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
   }
 
   /**
