@@ -16,13 +16,23 @@
  * median of --runs runs (a short disk's rate moves from run to run).
  * Peak RSS is sampled from /proc/<pid>/status every 50 ms (VmHWM at the end).
  */
-import { spawn } from "node:child_process";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/lib/units.ts";
-import { MiB, dropCaches, mbps, ratio, timed, writeBenchImage } from "./support.ts";
+import {
+  MiB,
+  type ReplicatorProcess,
+  dropCaches,
+  mbps,
+  median,
+  ratio,
+  rssKiB,
+  startReplicatorProcess,
+  timed,
+  writeBenchImage,
+} from "./support.ts";
 
 const FERRY = join(import.meta.dirname, "..", "bin", "ferry");
 
@@ -42,55 +52,6 @@ const size = parseSize(values.size!);
 const dir = values.dir!;
 const staging = values.staging!;
 
-interface Replicator {
-  port: number;
-  fingerprint: string;
-  token: string;
-  pid: number;
-  stop: () => Promise<void>;
-}
-
-async function startReplicator(): Promise<Replicator> {
-  const child = spawn(
-    FERRY,
-    ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging],
-    {
-      stdio: ["ignore", "pipe", "ignore"],
-    },
-  );
-  const first = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error("the replicator did not start in 30 s")), 30_000);
-    child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const i = buf.indexOf("\n");
-      if (i >= 0) {
-        clearTimeout(timer);
-        resolve(buf.slice(0, i));
-      }
-    });
-    child.on("exit", (c) => reject(new Error(`replicator exited ${c}`)));
-  });
-  const info = JSON.parse(first) as { port: number; fingerprint: string; token: string };
-  return {
-    ...info,
-    pid: child.pid!,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  };
-}
-
-/** Current and peak RSS of a live process, in KiB (NaN once it is gone). */
-async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
-  return { rss: field("VmRSS"), hwm: field("VmHWM") };
-}
-
 interface AgentRun {
   /** performance.now() at the start of its sync, ms. */
   syncStart: number;
@@ -102,7 +63,7 @@ function sourceServerId(i: number): string {
   return `s-fanin${String(i).padStart(12, "0")}`;
 }
 
-async function runAgent(rep: Replicator, image: string, i: number): Promise<AgentRun> {
+async function runAgent(rep: ReplicatorProcess, image: string, i: number): Promise<AgentRun> {
   const r = await timed(FERRY, [
     "agent",
     "replicate",
@@ -134,7 +95,7 @@ async function fanIn(
 ): Promise<{ rate: number; peakRssMiB: number; idleRssMiB: number }> {
   await rm(staging, { recursive: true, force: true });
   await dropCaches();
-  const rep = await startReplicator();
+  const rep = await startReplicatorProcess(staging);
   let peak = 0;
   let sampling = true;
   const idle = (await rssKiB(rep.pid)).rss;
@@ -157,12 +118,6 @@ async function fanIn(
     await sampler;
     await rep.stop();
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

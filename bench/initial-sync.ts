@@ -24,7 +24,17 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/lib/units.ts";
-import { GiB, dropCaches, isRoot, mbps, ratio, timed, timedWithUsage, writeBenchImage } from "./support.ts";
+import {
+  GiB,
+  dropCaches,
+  isRoot,
+  mbps,
+  median,
+  ratio,
+  timed,
+  timedWithUsage,
+  writeBenchImage,
+} from "./support.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const FERRY = join(ROOT, "bin", "ferry");
@@ -243,12 +253,6 @@ async function rsyncRun(image: string): Promise<number> {
     await rm(dest, { recursive: true, force: true });
   }
   return mbps(size, rs.seconds);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

@@ -12,18 +12,15 @@
  * --window bounds the bytes sent and not yet ACKed, like the agent's window.
  * --cpu-prof writes the replicator's CPU profile to DIR.
  */
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { loadavg } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/lib/units.ts";
 import { Compression, HelloMode, PROTOCOL_VERSION, blockHashes } from "../src/wire/index.ts";
 import { rawConnect } from "../test/support/raw-client.ts";
-import { GiB } from "./support.ts";
+import { GiB, rssKiB, startReplicatorProcess } from "./support.ts";
 
-const FERRY = join(import.meta.dirname, "..", "bin", "ferry");
 const BLOCK = 4096;
 const DISK = 2 * GiB;
 
@@ -42,56 +39,6 @@ const rate = Math.max(0, Number(values.rate) || 0) * 1e6;
 const windowBytes = parseSize(values.window!);
 const staging = values.staging!;
 
-async function startReplicator(): Promise<{
-  port: number;
-  fingerprint: string;
-  token: string;
-  pid: number;
-  stop: () => Promise<void>;
-}> {
-  const env = { ...process.env };
-  if (values["cpu-prof"]) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${values["cpu-prof"]}`;
-  const child = spawn(
-    FERRY,
-    ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-      env,
-    },
-  );
-  const first = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error("the replicator did not start in 30 s")), 30_000);
-    child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const i = buf.indexOf("\n");
-      if (i >= 0) {
-        clearTimeout(timer);
-        resolve(buf.slice(0, i));
-      }
-    });
-    child.on("exit", (c) => reject(new Error(`replicator exited ${c}`)));
-  });
-  child.stdout.resume();
-  const info = JSON.parse(first) as { port: number; fingerprint: string; token: string };
-  return {
-    ...info,
-    pid: child.pid!,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  };
-}
-
-async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
-  return { rss: field("VmRSS"), hwm: field("VmHWM") };
-}
-
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 }
@@ -102,7 +49,9 @@ async function main(): Promise<void> {
   const distinct = 4096;
   const payloads = Array.from({ length: distinct }, () => randomBytes(BLOCK));
   const hashes = payloads.map((p) => blockHashes(p, BLOCK));
-  const rep = await startReplicator();
+  const env = { ...process.env };
+  if (values["cpu-prof"]) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${values["cpu-prof"]}`;
+  const rep = await startReplicatorProcess(staging, { env, stderr: "inherit" });
   const idle = (await rssKiB(rep.pid)).rss;
   let peak = idle;
   let sampling = true;

@@ -1,7 +1,8 @@
 /** Shared pieces of the benchmarks: commands with timing, images, cache dropping. */
 import { spawn } from "node:child_process";
 import { randomFillSync } from "node:crypto";
-import { open, writeFile } from "node:fs/promises";
+import { open, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
@@ -94,4 +95,66 @@ export function ratio(a: number, b: number): string {
 
 export function mbps(bytes: number, seconds: number): number {
   return bytes / seconds / 1e6;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Current and peak RSS of a live process, in KiB (NaN once it is gone). */
+export async function rssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+  return { rss: field("VmRSS"), hwm: field("VmHWM") };
+}
+
+export interface ReplicatorProcess {
+  port: number;
+  fingerprint: string;
+  token: string;
+  pid: number;
+  stop: () => Promise<void>;
+}
+
+/** `ferry replicator run` on a loopback port with its data in `dataDir`; resolves once it listens. */
+export async function startReplicatorProcess(
+  dataDir: string,
+  o: { env?: NodeJS.ProcessEnv; stderr?: "inherit" | "ignore" } = {},
+): Promise<ReplicatorProcess> {
+  const ferry = join(import.meta.dirname, "..", "bin", "ferry");
+  const child = spawn(
+    ferry,
+    ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", dataDir],
+    {
+      stdio: ["ignore", "pipe", o.stderr ?? "ignore"],
+      env: o.env ?? process.env,
+    },
+  );
+  const first = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("the replicator did not start in 30 s")), 30_000);
+    child.stdout.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const i = buf.indexOf("\n");
+      if (i >= 0) {
+        clearTimeout(timer);
+        resolve(buf.slice(0, i));
+      }
+    });
+    child.on("exit", (c) => reject(new Error(`replicator exited ${c}`)));
+  });
+  child.stdout.resume();
+  const info = JSON.parse(first) as { port: number; fingerprint: string; token: string };
+  return {
+    ...info,
+    pid: child.pid!,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
 }
