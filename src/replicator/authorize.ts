@@ -4,9 +4,9 @@
  * for the message, those that may not: disconnected, cut over, archived).
  * A HELLO passes the certificate check (the certificate names the server)
  * and then this list; a miss asks the control plane again before refusing,
- * since a server assigned since the last heartbeat dials at once. Writes of
- * a server that left the list are refused at the store, so a live session
- * ends on its next write after the heartbeat that dropped it.
+ * since a server assigned since the last heartbeat dials at once. The
+ * heartbeat answer that drops a server ends its live sessions (`apply`), and
+ * its writes are refused at the store from then on.
  *
  * A control-plane outage stops nothing that the last answer allowed: the
  * last answer stays in force until a new one arrives. See docs/installer.md,
