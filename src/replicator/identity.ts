@@ -3,11 +3,10 @@
  * start, self-signed, pinned by agents through its fingerprint) and the
  * pairing token agents present.
  */
-import { randomBytes } from "node:crypto";
+import { X509Certificate, randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { systemErrorCode } from "../lib/errors.ts";
-import { createSelfSigned, fingerprintOf } from "../lib/pki.ts";
 
 export interface ReplicatorIdentity {
   certPem: string;
@@ -42,6 +41,8 @@ export async function loadOrCreateIdentity(
     : await readOptional(join(dir, "replicator.key"));
   if (!certPem || !keyPem) {
     const names = [...new Set(["localhost", "127.0.0.1", ...(options.altNames ?? [])])];
+    // Only here: the X.509 builder costs a running replicator about 18 MiB.
+    const { createSelfSigned } = await import("../lib/pki.ts");
     const kc = await createSelfSigned({ commonName: "ferry-replicator", altNames: names, days: 3650 });
     certPem = kc.certPem;
     keyPem = kc.keyPem;
@@ -55,5 +56,7 @@ export async function loadOrCreateIdentity(
     await writeFile(join(dataDir, "token"), `${token}\n`, { mode: 0o600 });
     created = true;
   }
-  return { certPem, keyPem, fingerprint: fingerprintOf(certPem), token, created };
+  // As fingerprintOf (lib/pki.ts) computes it, without loading the X.509 builder.
+  const fingerprint = new X509Certificate(certPem).fingerprint256;
+  return { certPem, keyPem, fingerprint, token, created };
 }

@@ -4,20 +4,9 @@
  * `units`. A snapshot expires once every rule that wanted it has let it go;
  * the newest snapshot of a disk never expires (a launch always has one).
  */
-import { readFile } from "node:fs/promises";
-import { z } from "zod";
-import { FerryError } from "../lib/errors.ts";
+import type { PitPolicyRule } from "./snapshots-policy-file.ts";
 
-export const pitPolicyRuleSchema = z.object({
-  ruleID: z.number().int().nonnegative(),
-  units: z.enum(["MINUTE", "HOUR", "DAY"]),
-  interval: z.number().int().positive(),
-  retentionDuration: z.number().int().positive(),
-  enabled: z.boolean().default(true),
-});
-export const pitPolicySchema = z.array(pitPolicyRuleSchema).max(10);
-
-export type PitPolicyRule = z.infer<typeof pitPolicyRuleSchema>;
+export type { PitPolicyRule } from "./snapshots-policy-file.ts";
 export type PitPolicy = PitPolicyRule[];
 
 /** Every 10 minutes kept 60 minutes, hourly kept 24 hours, daily kept 7 days (DRS's default). */
@@ -87,25 +76,11 @@ export function expiredSnapshots<T extends PolicySnapshot>(
   });
 }
 
-/** Reads a policy file (`ferry replicator run --pit-policy <json>`): a list of rules, or `{ "pitPolicy": [...] }` as DRS writes it. */
+/**
+ * Reads a policy file (`ferry replicator run --pit-policy <json>`): a list of
+ * rules, or `{ "pitPolicy": [...] }` as DRS writes it. Its schema is loaded
+ * here only: a replicator without a policy file never loads zod for it.
+ */
 export async function loadPitPolicy(path: string): Promise<PitPolicy> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(path, "utf8"));
-  } catch (err) {
-    throw new FerryError(
-      "INVALID_PIT_POLICY",
-      `cannot read the point-in-time policy ${path}: ${(err as Error).message}`,
-    );
-  }
-  const list =
-    raw && typeof raw === "object" && "pitPolicy" in raw ? (raw as { pitPolicy: unknown }).pitPolicy : raw;
-  const parsed = pitPolicySchema.safeParse(list);
-  if (!parsed.success) {
-    throw new FerryError(
-      "INVALID_PIT_POLICY",
-      `${path} is not a point-in-time policy: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")} — expected [{"ruleID":1,"units":"MINUTE","interval":10,"retentionDuration":60,"enabled":true}, …]`,
-    );
-  }
-  return parsed.data;
+  return (await import("./snapshots-policy-file.ts")).readPitPolicyFile(path);
 }

@@ -1,12 +1,18 @@
-/** Opens a staging store from a URL: a directory path, or s3://bucket/prefix. */
+/**
+ * Opens a staging store from a URL: a directory path, or s3://bucket/prefix.
+ * The S3 backend (and the AWS SDK) is loaded only when an s3:// store is
+ * first used (lazy-s3-store.ts); import `S3Store` from s3-store.ts to use it
+ * directly.
+ */
 import { FerryError } from "../../lib/errors.ts";
+import { LazyS3Store } from "./lazy-s3-store.ts";
 import { LocalDirectoryStore } from "./local-directory-store.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { S3Store, type S3StoreOptions } from "./s3-store.ts";
+import type { S3StoreOptions } from "./s3-store.ts";
 
 export type { ObjectStore, ObjectInfo, ByteRange, AppendableObject } from "./object-store.ts";
+export type { S3StoreOptions } from "./s3-store.ts";
 export { LocalDirectoryStore } from "./local-directory-store.ts";
-export { S3Store } from "./s3-store.ts";
 
 export interface StoreUrlOptions extends Omit<S3StoreOptions, "bucket" | "prefix"> {
   readOnly?: boolean;
@@ -25,7 +31,7 @@ export function openStore(url: string, o: StoreUrlOptions = {}): ObjectStore {
       );
     }
     const { readOnly: _ro, ...s3 } = o;
-    return new S3Store({ ...s3, bucket, ...(prefix ? { prefix } : {}) });
+    return new LazyS3Store({ ...s3, bucket, ...(prefix ? { prefix } : {}) });
   }
   if (url.includes("://")) {
     throw new FerryError(
