@@ -5,7 +5,7 @@
  */
 import { FerryError } from "../lib/errors.ts";
 import type { AppendableObject } from "./store/object-store.ts";
-import type { SegmentRecord } from "./store/segment.ts";
+import type { SegmentIndexBuilder } from "./store/segment-index.ts";
 
 export interface VolumeMeta {
   sourceServerId: string;
@@ -94,7 +94,8 @@ export interface OpenSegment {
   size: number;
   /** Size recorded in the head record. */
   committed: number;
-  records: SegmentRecord[];
+  /** The index its seal will write, built as records are appended. */
+  index: SegmentIndexBuilder;
 }
 
 export function blocksOf(h: VolumeMeta): number {

@@ -10,6 +10,7 @@ import { FerryError } from "../lib/errors.ts";
 import { readSegmentIndex, type BlockMap } from "./store/block-map.ts";
 import type { AppendableObject, ObjectStore } from "./store/object-store.ts";
 import { parseSegmentKey, scanRecords, segmentKey, type SegmentRef } from "./store/segment.ts";
+import { SegmentIndexBuilder } from "./store/segment-index.ts";
 import type { HeadRecord, OpenSegment } from "./volume-head.ts";
 
 /** What recovery works on: the head record (updated in place) and the volume's in-memory state. */
@@ -80,15 +81,18 @@ export async function recoverVolume(v: RecoveryTarget): Promise<OpenSegment | un
     const records = scanRecords(bytes, key);
     v.map.apply(head.open.seq, records, head.hashBlockSize);
     // Read-only: its blocks are read from the store (readAppendable), never written.
-    if (app)
+    if (app) {
+      const index = new SegmentIndexBuilder();
+      for (const r of records) index.add(r);
       return {
         seq: head.open.seq,
         app,
         parts: [],
         size: head.open.length,
         committed: head.open.length,
-        records,
+        index,
       };
+    }
   } else if (head.open && !v.readOnly) {
     head.open = null;
   }

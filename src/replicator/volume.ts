@@ -25,14 +25,8 @@ import { FerryError } from "../lib/errors.ts";
 import { HASH_BYTES } from "../wire/index.ts";
 import { BlockMap, ZERO_OFFSET } from "./store/block-map.ts";
 import type { ObjectStore } from "./store/object-store.ts";
-import {
-  encodeRecordHeader,
-  encodeTrailer,
-  recordBytes,
-  segmentKey,
-  type SegmentRecord,
-  type SegmentRef,
-} from "./store/segment.ts";
+import { encodeRecordHeader, recordBytes, segmentKey, type SegmentRef } from "./store/segment.ts";
+import { SegmentIndexBuilder } from "./store/segment-index.ts";
 import {
   blocksOf,
   emptyHead,
@@ -234,17 +228,18 @@ export class StagingVolume extends VolumeReader {
       written = Promise.resolve();
     }
     written.catch(() => {}); // reported where it is awaited
-    const rec: SegmentRecord = {
+    // `hashes` is a view of the frame: the index and the map copy it, nothing keeps the view.
+    const rec = {
       firstBlock,
       count,
       zero,
       dataOffset: zero ? at : at + header.length + hashes.length,
       dataLength: data.length,
-      hashes: Buffer.from(hashes),
+      hashes,
     };
-    o.records.push(rec);
+    o.index.add(rec);
     o.size += recordBytes(count, zero, data.length);
-    this.map.apply(o.seq, [rec], this.head.hashBlockSize);
+    this.map.applyRecord(o.seq, rec, this.head.hashBlockSize);
     return { written };
   }
 
@@ -260,7 +255,7 @@ export class StagingVolume extends VolumeReader {
           await this.store.openAppendable(segmentKey(this.prefix, seq, seq), { truncateTo: 0 }),
         )
       : undefined;
-    this.open = { seq, app, parts: [], size: 0, committed: 0, records: [] };
+    this.open = { seq, app, parts: [], size: 0, committed: 0, index: new SegmentIndexBuilder() };
     return this.open;
   }
 
@@ -357,7 +352,9 @@ export class StagingVolume extends VolumeReader {
     this.sealing.set(o.seq, o);
     try {
       const key = segmentKey(this.prefix, o.seq, o.seq);
-      const trailer = encodeTrailer(o.records, o.size, this.head.hashBlockSize);
+      const trailer = o.index.trailer(o.size, this.head.hashBlockSize);
+      let trailerBytes = 0;
+      for (const t of trailer) trailerBytes += t.length;
       if (o.app) {
         if (o.committed !== o.size) {
           // Commit exactly what the sealed segment will hold, so recovery never finds more.
@@ -365,13 +362,13 @@ export class StagingVolume extends VolumeReader {
           this.head.open = { seq: o.seq, length: o.size };
           await this.writeHead();
         }
-        await o.app.append([trailer]);
+        await o.app.append(trailer);
         await o.app.seal();
         await o.app.close();
       } else {
-        await this.store.put(key, [...o.parts, trailer]);
+        await this.store.put(key, [...o.parts, ...trailer]);
       }
-      this.segments.set(o.seq, { key, from: o.seq, to: o.seq, size: o.size + trailer.length });
+      this.segments.set(o.seq, { key, from: o.seq, to: o.seq, size: o.size + trailerBytes });
       this.head.sealedThrough = Math.max(this.head.sealedThrough, o.seq);
       this.head.open = null;
       await this.writeHead();

@@ -26,17 +26,24 @@ export class BlockMap {
 
   /** Applies a segment's records (in order: later records win). */
   apply(segTo: number, records: readonly SegmentRecord[], blockSize: number): void {
-    for (const r of records) {
-      const end = Math.min(r.firstBlock + r.count, this.blocks);
-      for (let b = r.firstBlock, i = 0; b < end; b++, i++) {
-        this.seg[b] = segTo;
-        if (r.zero) {
-          this.off[b] = ZERO_OFFSET;
-          this.hash.fill(0, b * HASH_BYTES, (b + 1) * HASH_BYTES);
-        } else {
-          this.off[b] = r.dataOffset + i * blockSize;
-          this.hash.set(r.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), b * HASH_BYTES);
-        }
+    for (const r of records) this.applyRecord(segTo, r, blockSize);
+  }
+
+  /** Applies one record (its hashes are copied). */
+  applyRecord(
+    segTo: number,
+    r: Pick<SegmentRecord, "firstBlock" | "count" | "zero" | "dataOffset"> & { hashes: Uint8Array },
+    blockSize: number,
+  ): void {
+    const end = Math.min(r.firstBlock + r.count, this.blocks);
+    for (let b = r.firstBlock, i = 0; b < end; b++, i++) {
+      this.seg[b] = segTo;
+      if (r.zero) {
+        this.off[b] = ZERO_OFFSET;
+        this.hash.fill(0, b * HASH_BYTES, (b + 1) * HASH_BYTES);
+      } else {
+        this.off[b] = r.dataOffset + i * blockSize;
+        this.hash.set(r.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), b * HASH_BYTES);
       }
     }
   }

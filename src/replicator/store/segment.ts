@@ -88,7 +88,7 @@ function damaged(where: string, why: string): FerryError {
 
 /**
  * Parses records from the start of `buf` (an open segment read back at
- * recovery). Stops at the end of `buf`; a record cut short or failing its
+ * recovery); their hashes are views of `buf`. Stops at the end of `buf`; a record cut short or failing its
  * checksum is damage (the caller passes only the committed length).
  */
 export function scanRecords(buf: Buffer, where: string): SegmentRecord[] {
@@ -103,9 +103,10 @@ export function scanRecords(buf: Buffer, where: string): SegmentRecord[] {
     const zero = (h.readUInt8(24) & FLAG_ZERO) !== 0;
     const size = recordBytes(count, zero, dataLength);
     if (at + size > buf.length) throw damaged(where, `record at ${at} cut short`);
+    // A view: callers copy what they keep (a copy each would pin a slice of the buffer pool).
     const hashes = zero
       ? Buffer.alloc(0)
-      : Buffer.from(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + count * HASH_BYTES));
+      : buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + count * HASH_BYTES);
     let crc = crc32(h.subarray(8));
     if (!zero) crc = crc32(hashes, crc);
     if (crc !== h.readUInt32LE(4)) throw damaged(where, `record at ${at} fails its checksum`);
@@ -122,35 +123,59 @@ export function scanRecords(buf: Buffer, where: string): SegmentRecord[] {
   return out;
 }
 
+/** One record's entry in a segment's index: 24 bytes, then its hashes. */
+export function indexEntryBytes(r: { zero: boolean; count: number }): number {
+  return INDEX_ENTRY_BYTES + (r.zero ? 0 : r.count * HASH_BYTES);
+}
+
+/** Writes one record's index entry at `at` of `into` (zero-filled there), returns its length. */
+export function writeIndexEntry(
+  into: Buffer,
+  at: number,
+  r: Omit<SegmentRecord, "hashes"> & { hashes: Uint8Array },
+): number {
+  into.writeUIntLE(r.firstBlock, at, 6);
+  into.writeUInt8(r.zero ? FLAG_ZERO : 0, at + 6);
+  into.writeUInt32LE(r.count, at + 8);
+  into.writeUInt32LE(r.dataLength, at + 12);
+  into.writeDoubleLE(r.dataOffset, at + 16);
+  if (!r.zero) into.set(r.hashes.subarray(0, r.count * HASH_BYTES), at + INDEX_ENTRY_BYTES);
+  return indexEntryBytes(r);
+}
+
+/** The footer of a segment whose index (of `recordCount` entries, CRC `indexCrc`) follows `recordsLength` bytes of records. */
+export function encodeFooter(f: Footer): Buffer {
+  const b = Buffer.alloc(FOOTER_BYTES);
+  b.writeUInt32LE(FOOTER_MAGIC, 0);
+  b.writeUInt32LE(1, 4);
+  b.writeDoubleLE(f.recordsLength, 8);
+  b.writeDoubleLE(f.indexLength, 16);
+  b.writeUInt32LE(f.recordCount, 24);
+  b.writeUInt32LE(f.blockSize, 28);
+  b.writeUInt32LE(f.indexCrc, 32);
+  b.writeUInt32LE(crc32(b.subarray(0, 44)), 44);
+  return b;
+}
+
 /** The index and footer appended to seal a segment whose records take `recordsLength` bytes. */
 export function encodeTrailer(
   records: readonly SegmentRecord[],
   recordsLength: number,
   blockSize: number,
 ): Buffer {
-  let hashBytes = 0;
-  for (const r of records) hashBytes += r.hashes.length;
-  const index = Buffer.alloc(records.length * INDEX_ENTRY_BYTES + hashBytes);
+  let indexLength = 0;
+  for (const r of records) indexLength += indexEntryBytes(r);
+  const index = Buffer.alloc(indexLength);
   let at = 0;
-  for (const r of records) {
-    index.writeUIntLE(r.firstBlock, at, 6);
-    index.writeUInt8(r.zero ? FLAG_ZERO : 0, at + 6);
-    index.writeUInt32LE(r.count, at + 8);
-    index.writeUInt32LE(r.dataLength, at + 12);
-    index.writeDoubleLE(r.dataOffset, at + 16);
-    r.hashes.copy(index, at + INDEX_ENTRY_BYTES);
-    at += INDEX_ENTRY_BYTES + r.hashes.length;
-  }
-  const f = Buffer.alloc(FOOTER_BYTES);
-  f.writeUInt32LE(FOOTER_MAGIC, 0);
-  f.writeUInt32LE(1, 4);
-  f.writeDoubleLE(recordsLength, 8);
-  f.writeDoubleLE(index.length, 16);
-  f.writeUInt32LE(records.length, 24);
-  f.writeUInt32LE(blockSize, 28);
-  f.writeUInt32LE(crc32(index), 32);
-  f.writeUInt32LE(crc32(f.subarray(0, 44)), 44);
-  return Buffer.concat([index, f]);
+  for (const r of records) at += writeIndexEntry(index, at, r);
+  const footer = encodeFooter({
+    recordsLength,
+    indexLength,
+    recordCount: records.length,
+    blockSize,
+    indexCrc: crc32(index),
+  });
+  return Buffer.concat([index, footer]);
 }
 
 export interface Footer {
