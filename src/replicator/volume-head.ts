@@ -80,6 +80,12 @@ export interface VolumeOptions {
   readOnly?: boolean;
   /** Seal the open segment once it holds this many bytes. @default 1 GiB */
   segmentBytes?: number;
+  /**
+   * Seal the open segment once its index, kept in memory until the seal,
+   * holds this many bytes (56 per 4 KiB record: 4 MiB is ~75k small writes,
+   * ~290 MiB of data), so that many small writes hold little memory. @default 4 MiB
+   */
+  segmentIndexBytes?: number;
   /** Without appendable objects (S3): flush when this much is buffered. @default 32 MiB */
   bufferBytes?: number;
   /** A writable open's lease lapses after this long without renewal (volume-lease.ts). @default 20 s */

@@ -8,8 +8,8 @@
  */
 import { FerryError } from "../lib/errors.ts";
 import { readSegmentIndex, type BlockMap } from "./store/block-map.ts";
-import type { AppendableObject, ObjectStore } from "./store/object-store.ts";
-import { parseSegmentKey, scanRecords, segmentKey, type SegmentRef } from "./store/segment.ts";
+import type { ObjectStore } from "./store/object-store.ts";
+import { parseSegmentKey, scanSegment, segmentKey, type SegmentRef } from "./store/segment.ts";
 import { SegmentIndexBuilder } from "./store/segment-index.ts";
 import type { HeadRecord, OpenSegment } from "./volume-head.ts";
 
@@ -62,9 +62,6 @@ export async function recoverVolume(v: RecoveryTarget): Promise<OpenSegment | un
   }
   if (head.open && head.open.length > 0) {
     const key = segmentKey(prefix, head.open.seq, head.open.seq);
-    const range = { offset: 0, length: head.open.length };
-    let app: AppendableObject | undefined;
-    let bytes: Buffer;
     if (!appendables.includes(key)) {
       throw new FerryError(
         "STAGING_DAMAGED",
@@ -72,26 +69,26 @@ export async function recoverVolume(v: RecoveryTarget): Promise<OpenSegment | un
         { details: { key } },
       );
     }
-    if (v.readOnly) {
-      bytes = await store.readAppendable!(key, range);
-    } else {
-      app = await store.openAppendable!(key, { truncateTo: head.open.length });
-      bytes = await app.read(range);
-    }
-    const records = scanRecords(bytes, key);
-    v.map.apply(head.open.seq, records, head.hashBlockSize);
     // Read-only: its blocks are read from the store (readAppendable), never written.
-    if (app) {
-      const index = new SegmentIndexBuilder();
-      for (const r of records) index.add(r);
-      return {
-        seq: head.open.seq,
-        app,
-        parts: [],
-        size: head.open.length,
-        committed: head.open.length,
-        index,
-      };
+    const app = v.readOnly ? undefined : await store.openAppendable!(key, { truncateTo: head.open.length });
+    const index = app ? new SegmentIndexBuilder() : undefined;
+    const seq = head.open.seq;
+    try {
+      await scanSegment(
+        (range) => (app ? app.read(range) : store.readAppendable!(key, range)),
+        head.open.length,
+        key,
+        (r) => {
+          v.map.applyRecord(seq, r, head.hashBlockSize);
+          index?.add(r);
+        },
+      );
+    } catch (err) {
+      await app?.close();
+      throw err;
+    }
+    if (app && index) {
+      return { seq, app, parts: [], size: head.open.length, committed: head.open.length, index };
     }
   } else if (head.open && !v.readOnly) {
     head.open = null;

@@ -59,6 +59,7 @@ const READ_ONLY_OPEN_ATTEMPTS = 5;
 export class StagingVolume extends VolumeReader {
   private lock: Promise<unknown> = Promise.resolve();
   private readonly segmentBytes: number;
+  private readonly segmentIndexBytes: number;
   private readonly bufferBytes: number;
   private closed = false;
   /** The writer's lease (writable opens): every store mutation is preceded by a fresh one. */
@@ -67,6 +68,7 @@ export class StagingVolume extends VolumeReader {
   private constructor(store: ObjectStore, prefix: string, head: HeadRecord, o: VolumeOptions) {
     super(store, prefix, head, o.readOnly ?? false);
     this.segmentBytes = o.segmentBytes ?? 1024 * MiB;
+    this.segmentIndexBytes = o.segmentIndexBytes ?? 4 * MiB;
     this.bufferBytes = o.bufferBytes ?? 32 * MiB;
   }
 
@@ -297,8 +299,13 @@ export class StagingVolume extends VolumeReader {
       }
       this.head = { ...this.head, ...update, updatedAt: new Date().toISOString() };
       await this.writeHead();
-      if (this.open?.app && this.open.size >= this.segmentBytes) await this.sealOpen();
+      if (this.open?.app && this.isFull(this.open)) await this.sealOpen();
     });
+  }
+
+  /** Whether the open segment is due to be sealed: by its size, or by the memory its index holds. */
+  private isFull(o: OpenSegment): boolean {
+    return o.size >= this.segmentBytes || o.index.length >= this.segmentIndexBytes;
   }
 
   /**

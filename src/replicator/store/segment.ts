@@ -18,6 +18,7 @@
 import { crc32 } from "node:zlib";
 import { FerryError } from "../../lib/errors.ts";
 import { HASH_BYTES } from "../../wire/index.ts";
+import type { ByteRange } from "./object-store.ts";
 
 export const RECORD_HEADER_BYTES = 32;
 export const FOOTER_BYTES = 48;
@@ -87,40 +88,91 @@ function damaged(where: string, why: string): FerryError {
 }
 
 /**
- * Parses records from the start of `buf` (an open segment read back at
- * recovery); their hashes are views of `buf`. Stops at the end of `buf`; a record cut short or failing its
- * checksum is damage (the caller passes only the committed length).
+ * The record at `at` of `buf`, which holds the segment's bytes from `base` on
+ * (the segment's records take `total` bytes): the record (offsets in the
+ * segment, hashes a view of `buf`) and its size, or undefined when its header
+ * and hashes go past the end of `buf`. Its data need not be in `buf`.
+ */
+function recordAt(
+  buf: Buffer,
+  at: number,
+  base: number,
+  total: number,
+  where: string,
+): { record: SegmentRecord; size: number } | undefined {
+  const pos = base + at;
+  if (pos + RECORD_HEADER_BYTES > total) throw damaged(where, `record header cut at ${pos}`);
+  if (buf.length - at < RECORD_HEADER_BYTES) return undefined;
+  const h = buf.subarray(at, at + RECORD_HEADER_BYTES);
+  if (h.readUInt32LE(0) !== RECORD_MAGIC) throw damaged(where, `no record at ${pos}`);
+  const count = h.readUInt32LE(16);
+  const dataLength = h.readUInt32LE(20);
+  const zero = (h.readUInt8(24) & FLAG_ZERO) !== 0;
+  const size = recordBytes(count, zero, dataLength);
+  if (pos + size > total) throw damaged(where, `record at ${pos} cut short`);
+  const hashesEnd = at + RECORD_HEADER_BYTES + (zero ? 0 : count * HASH_BYTES);
+  if (hashesEnd > buf.length) return undefined;
+  const hashes = zero ? Buffer.alloc(0) : buf.subarray(at + RECORD_HEADER_BYTES, hashesEnd);
+  let crc = crc32(h.subarray(8));
+  if (!zero) crc = crc32(hashes, crc);
+  if (crc !== h.readUInt32LE(4)) throw damaged(where, `record at ${pos} fails its checksum`);
+  const record = {
+    firstBlock: h.readUIntLE(8, 6),
+    count,
+    zero,
+    dataOffset: zero ? pos : pos + RECORD_HEADER_BYTES + count * HASH_BYTES,
+    dataLength,
+    hashes,
+  };
+  return { record, size };
+}
+
+/**
+ * Parses records from the start of `buf` (all of a segment's records); their
+ * hashes are views of `buf`. A record cut short or failing its checksum is
+ * damage.
  */
 export function scanRecords(buf: Buffer, where: string): SegmentRecord[] {
   const out: SegmentRecord[] = [];
-  let at = 0;
-  while (at < buf.length) {
-    if (buf.length - at < RECORD_HEADER_BYTES) throw damaged(where, `record header cut at ${at}`);
-    const h = buf.subarray(at, at + RECORD_HEADER_BYTES);
-    if (h.readUInt32LE(0) !== RECORD_MAGIC) throw damaged(where, `no record at ${at}`);
-    const count = h.readUInt32LE(16);
-    const dataLength = h.readUInt32LE(20);
-    const zero = (h.readUInt8(24) & FLAG_ZERO) !== 0;
-    const size = recordBytes(count, zero, dataLength);
-    if (at + size > buf.length) throw damaged(where, `record at ${at} cut short`);
-    // A view: callers copy what they keep (a copy each would pin a slice of the buffer pool).
-    const hashes = zero
-      ? Buffer.alloc(0)
-      : buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + count * HASH_BYTES);
-    let crc = crc32(h.subarray(8));
-    if (!zero) crc = crc32(hashes, crc);
-    if (crc !== h.readUInt32LE(4)) throw damaged(where, `record at ${at} fails its checksum`);
-    out.push({
-      firstBlock: h.readUIntLE(8, 6),
-      count,
-      zero,
-      dataOffset: zero ? at : at + RECORD_HEADER_BYTES + count * HASH_BYTES,
-      dataLength,
-      hashes,
-    });
-    at += size;
+  for (let at = 0; at < buf.length;) {
+    const r = recordAt(buf, at, 0, buf.length, where);
+    if (!r) throw damaged(where, `record at ${at} cut short`);
+    out.push(r.record);
+    at += r.size;
   }
   return out;
+}
+
+/** Bytes of an open segment read at a time when its records are scanned. */
+export const SCAN_WINDOW = 16 * 1024 * 1024;
+
+/**
+ * Scans the first `length` bytes of a segment (an open segment at recovery,
+ * up to a whole segment's size) a window at a time, reading only what holds
+ * headers and hashes: memory stays at one window whatever the segment's size.
+ * `onRecord` gets each record in order; its hashes are a view it must copy.
+ */
+export async function scanSegment(
+  read: (range: ByteRange) => Promise<Buffer>,
+  length: number,
+  where: string,
+  onRecord: (r: SegmentRecord) => void,
+  window = SCAN_WINDOW,
+): Promise<void> {
+  let at = 0;
+  while (at < length) {
+    const buf = await read({ offset: at, length: Math.min(window, length - at) });
+    let used = 0;
+    while (used < buf.length && at + used < length) {
+      const r = recordAt(buf, used, at, length, where);
+      if (!r) break;
+      onRecord(r.record);
+      used += r.size; // may pass the window's end: the data is skipped, not read
+    }
+    // A header and hashes larger than a window: no frame makes one (a damaged count does).
+    if (used === 0) throw damaged(where, `record at ${at} has more hashes than ${window} bytes`);
+    at += used;
+  }
 }
 
 /** One record's entry in a segment's index: 24 bytes, then its hashes. */
