@@ -24,7 +24,7 @@ import {
   type SegmentRecord,
   type SegmentRef,
 } from "./store/segment.ts";
-import { IndexCache, buildView, type ViewBounds } from "./store/views.ts";
+import { IndexCache, buildView } from "./store/views.ts";
 import { manifestKey, volumeLeased } from "./snapshots.ts";
 import { HASH_BYTES } from "../wire/index.ts";
 import type { SnapshotManifest, StagingVolume } from "./volume.ts";
@@ -45,12 +45,6 @@ export interface GcReport {
   skipped?: "leased";
 }
 
-interface View {
-  bounds: ViewBounds;
-  map: BlockMap;
-  snapshotId?: string;
-}
-
 /** Deletes `expired` manifests, then collects what no retained snapshot nor the head needs. */
 export async function collectGarbage(
   vol: StagingVolume,
@@ -67,8 +61,7 @@ export async function collectGarbage(
   return vol.exclusive(async () => {
     const indexes = new IndexCache(vol.store);
     const segments = vol.sealedSegments();
-    const views = await liveViews(vol, segments, retained, indexes);
-    const live = liveBlocks(views);
+    const live = await liveRecords(vol, segments, retained, indexes);
 
     // Segments nobody needs.
     for (const ref of segments) {
@@ -120,46 +113,55 @@ export async function collectGarbage(
   });
 }
 
-async function liveViews(
+/**
+ * Segment `to` → the keys (liveKey) of the records some view reads from it:
+ * the head's and each retained snapshot's. A snapshot's block map is built,
+ * marked and dropped before the next: one map at a time, whatever the number
+ * of snapshots.
+ */
+async function liveRecords(
   vol: StagingVolume,
   segments: readonly SegmentRef[],
   retained: readonly SnapshotManifest[],
   indexes: IndexCache,
-): Promise<View[]> {
-  const views: View[] = [{ bounds: { baseSeq: vol.baseSeq, segmentSeq: Infinity }, map: vol.map }];
+): Promise<Map<number, Set<number>>> {
+  const live = new Map<number, Set<number>>();
+  markLive(live, vol.map);
   for (const m of retained) {
     const bounds = { baseSeq: m.baseSeq, segmentSeq: m.segmentSeq };
-    views.push({
-      bounds,
-      snapshotId: m.snapshotId,
-      map: await buildView(segments, bounds, { diskSize: m.diskSize, blockSize: m.blockSize }, indexes),
-    });
-  }
-  return views;
-}
-
-/** Segment `to` → the set of "block:offset" keys some view reads from it. */
-function liveBlocks(views: readonly View[]): Map<number, Set<string>> {
-  const live = new Map<number, Set<string>>();
-  for (const v of views) {
-    for (let b = 0; b < v.map.blocks; b++) {
-      const seq = v.map.seg[b]!;
-      if (seq === 0) continue;
-      let s = live.get(seq);
-      if (!s) live.set(seq, (s = new Set()));
-      s.add(`${b}:${v.map.off[b]}`);
-    }
+    markLive(
+      live,
+      await buildView(segments, bounds, { diskSize: m.diskSize, blockSize: m.blockSize }, indexes),
+    );
   }
   return live;
 }
 
-function liveDataBytes(records: readonly SegmentRecord[], live: Set<string> | undefined, bs: number): number {
+/**
+ * A record's block in a segment, as a number (no string per block and view):
+ * its data offset, unique in the segment; for a zero record, -(block + 1).
+ */
+function liveKey(block: number, off: number): number {
+  return off === ZERO_OFFSET ? -(block + 1) : off;
+}
+
+function markLive(live: Map<number, Set<number>>, map: BlockMap): void {
+  for (let b = 0; b < map.blocks; b++) {
+    const seq = map.seg[b]!;
+    if (seq === 0) continue;
+    let s = live.get(seq);
+    if (!s) live.set(seq, (s = new Set()));
+    s.add(liveKey(b, map.off[b]!));
+  }
+}
+
+function liveDataBytes(records: readonly SegmentRecord[], live: Set<number> | undefined, bs: number): number {
   if (!live) return 0;
   let n = 0;
   for (const r of records) {
     if (r.zero) continue;
     for (let i = 0; i < r.count; i++) {
-      if (live.has(`${r.firstBlock + i}:${r.dataOffset + i * bs}`)) n += Math.min(bs, r.dataLength - i * bs);
+      if (live.has(r.dataOffset + i * bs)) n += Math.min(bs, r.dataLength - i * bs);
     }
   }
   return n;
@@ -170,7 +172,7 @@ async function mergeSegments(
   vol: StagingVolume,
   g: readonly SegmentRef[],
   records: readonly (readonly SegmentRecord[])[],
-  live: Map<number, Set<string>>,
+  live: Map<number, Set<number>>,
 ): Promise<SegmentRef> {
   const bs = vol.meta.hashBlockSize;
   const parts: Buffer[] = [];
@@ -187,7 +189,7 @@ async function mergeSegments(
       for (let i = 0; i < r.count; i++) {
         const b = r.firstBlock + i;
         const off = r.zero ? r.dataOffset : r.dataOffset + i * bs;
-        if (!liveHere.has(`${b}:${r.zero ? ZERO_OFFSET : off}`)) continue;
+        if (!liveHere.has(liveKey(b, r.zero ? ZERO_OFFSET : off))) continue;
         const data = r.zero
           ? Buffer.alloc(0)
           : body.subarray(off, Math.min(off + bs, r.dataOffset + r.dataLength));
