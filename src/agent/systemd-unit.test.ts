@@ -1,0 +1,38 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { renderUnit } from "./systemd-unit.ts";
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, "..", "..");
+/** Preloaded into the CLI: prints the Node options the process runs with. */
+const PRINT_FLAGS = `data:text/javascript;base64,${Buffer.from(
+  'process.stderr.write("EXECARGV " + JSON.stringify(process.execArgv) + "\\n");',
+).toString("base64")}`;
+
+async function execArgvOf(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string[]> {
+  const { stderr } = await run(command, args, {
+    env: { ...process.env, ...env, NODE_OPTIONS: `--import=${PRINT_FLAGS}` },
+  });
+  const line = stderr.split("\n").find((l) => l.startsWith("EXECARGV "));
+  assert.ok(line, `no EXECARGV line in ${JSON.stringify(stderr.slice(0, 500))}`);
+  return JSON.parse(line.slice("EXECARGV ".length)) as string[];
+}
+
+test("the unit runs the bundled bin/ferry, which gives every agent command a small young generation (P6)", async () => {
+  const unit = renderUnit(ROOT, "/var/lib/ferry");
+  const exec = /^ExecStart=(\S+) agent run --state-dir \/var\/lib\/ferry$/m.exec(unit);
+  assert.ok(exec, unit);
+  const launcher = exec[1]!;
+  assert.equal(launcher, join(ROOT, "bin", "ferry"));
+  assert.ok((await execArgvOf(launcher, ["agent", "--help"])).includes("--max-semi-space-size=2"));
+  // Only the agent: the replicator and the control plane keep V8's defaults.
+  assert.ok(!(await execArgvOf(launcher, ["replicator", "--help"])).some((f) => f.startsWith("--max-semi")));
+  // An operator can override it.
+  const custom = await execArgvOf(launcher, ["agent", "--help"], {
+    FERRY_AGENT_NODE_FLAGS: "--max-semi-space-size=4",
+  });
+  assert.ok(custom.includes("--max-semi-space-size=4") && !custom.includes("--max-semi-space-size=2"));
+});
