@@ -25,7 +25,13 @@ import { FerryError } from "../lib/errors.ts";
 import { HASH_BYTES } from "../wire/index.ts";
 import { BlockMap, ZERO_OFFSET } from "./store/block-map.ts";
 import type { ObjectStore } from "./store/object-store.ts";
-import { encodeRecordHeader, recordBytes, segmentKey, type SegmentRef } from "./store/segment.ts";
+import {
+  RecordHeaders,
+  encodeRecordHeader,
+  recordBytes,
+  segmentKey,
+  type SegmentRef,
+} from "./store/segment.ts";
 import { SegmentIndexBuilder } from "./store/segment-index.ts";
 import {
   blocksOf,
@@ -60,6 +66,7 @@ export class StagingVolume extends VolumeReader {
   private lock: Promise<unknown> = Promise.resolve();
   private readonly segmentBytes: number;
   private readonly segmentIndexBytes: number;
+  private readonly headers = new RecordHeaders();
   private readonly bufferBytes: number;
   private closed = false;
   /** The writer's lease (writable opens): every store mutation is preceded by a fresh one. */
@@ -220,7 +227,10 @@ export class StagingVolume extends VolumeReader {
     data: Buffer,
   ): Promise<{ written: Promise<void> }> {
     const o = await this.openSegment();
-    const header = encodeRecordHeader({ firstBlock, count, zero, dataLength: data.length, hashes });
+    const header = encodeRecordHeader(
+      { firstBlock, count, zero, dataLength: data.length, hashes },
+      this.headers.take(),
+    );
     const at = o.size;
     const parts = zero ? [header] : [header, hashes, data];
     let written: Promise<void>;

@@ -56,15 +56,21 @@ export function parseSegmentKey(volumePrefix: string, key: string, size: number)
   return { key, from: Number(m[1]), to: Number(m[2]), size };
 }
 
-/** Header (+ hashes) of one record; the caller appends the data after it. */
-export function encodeRecordHeader(r: {
-  firstBlock: number;
-  count: number;
-  zero: boolean;
-  dataLength: number;
-  hashes: Buffer;
-}): Buffer {
-  const h = Buffer.alloc(RECORD_HEADER_BYTES);
+/**
+ * Header of one record (its hashes and data follow it), written into `into`
+ * (32 zeroed bytes, e.g. from a RecordHeaders slab) or a new buffer.
+ */
+export function encodeRecordHeader(
+  r: {
+    firstBlock: number;
+    count: number;
+    zero: boolean;
+    dataLength: number;
+    hashes: Buffer;
+  },
+  into: Buffer = Buffer.alloc(RECORD_HEADER_BYTES),
+): Buffer {
+  const h = into;
   h.writeUInt32LE(RECORD_MAGIC, 0);
   h.writeUIntLE(r.firstBlock, 8, 6);
   h.writeUInt32LE(r.count, 16);
@@ -74,6 +80,26 @@ export function encodeRecordHeader(r: {
   if (!r.zero) crc = crc32(r.hashes, crc);
   h.writeUInt32LE(crc, 4);
   return h;
+}
+
+/**
+ * Zeroed 32-byte buffers for record headers, cut from 64 KiB slabs: a
+ * Buffer.alloc(32) per record is an ArrayBuffer of its own per 4 KiB write.
+ * A slab is never reused; it goes once no header in it is referenced.
+ */
+export class RecordHeaders {
+  private slab = Buffer.alloc(0);
+  private used = 0;
+
+  take(): Buffer {
+    if (this.used + RECORD_HEADER_BYTES > this.slab.length) {
+      this.slab = Buffer.alloc(2048 * RECORD_HEADER_BYTES);
+      this.used = 0;
+    }
+    const h = this.slab.subarray(this.used, this.used + RECORD_HEADER_BYTES);
+    this.used += RECORD_HEADER_BYTES;
+    return h;
+  }
 }
 
 /** Bytes a record takes in a segment. */
