@@ -4,7 +4,8 @@
  * loopback) on the same disk.
  *
  *   node bench/initial-sync.ts [--size 4G] [--dir /var/tmp/ferry-bench] [--staging DIR]
- *     [--runs N] [--variant "NAME[@CHECKOUT]=AGENT ARGS" ...] [--skip-rsync] [--profile DIR] [--json]
+ *     [--runs N] [--variant "NAME[@CHECKOUT|@@CHECKOUT]=AGENT ARGS" ...] [--skip-rsync] [--ceiling]
+ *     [--profile DIR] [--json]
  *
  * As root the disk is a loop device (read with O_DIRECT, caches dropped
  * between runs); otherwise an image file. With --runs N each measurement is
@@ -16,7 +17,14 @@
  * --variant compares agent configurations in one session, interleaved run by
  * run (e.g. `--variant "none=--compression none" --variant "auto="`); with
  * @CHECKOUT the agent runs from another checkout of Ferry (a worktree of an
- * older commit, for before/after figures), the replicator always from this one.
+ * older commit, for before/after figures), the replicator from this one; with
+ * @@CHECKOUT both the agent and the replicator run from that checkout (for
+ * changes on the replicator's side).
+ *
+ * --ceiling adds, each run, what this machine can do at best (see
+ * initial-sync-ceiling.ts): the agent against a replicator that only decodes
+ * and acknowledges (no verification, no writes), and the disk's non-zero
+ * bytes sent over TLS alone from memory (rated as the whole disk over that time).
  */
 import { spawn } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -38,6 +46,7 @@ import {
 
 const ROOT = join(import.meta.dirname, "..");
 const FERRY = join(ROOT, "bin", "ferry");
+const CEILING = join(import.meta.dirname, "initial-sync-ceiling.ts");
 
 const { values } = parseArgs({
   options: {
@@ -49,6 +58,7 @@ const { values } = parseArgs({
     variant: { type: "string", multiple: true, default: [] },
     "skip-rsync": { type: "boolean", default: false },
     profile: { type: "string" },
+    ceiling: { type: "boolean", default: false },
   },
 });
 const runs = Math.max(1, Math.min(20, Number(values.runs) || 1));
@@ -56,13 +66,16 @@ const runs = Math.max(1, Math.min(20, Number(values.runs) || 1));
 interface Variant {
   name: string;
   ferry: string;
+  /** The ferry of the replicator this variant's agent sends to. */
+  replicator: string;
   args: string[];
 }
 
 function parseVariant(v: string): Variant {
   const eq = v.indexOf("=");
   const head = eq < 0 ? v : v.slice(0, eq);
-  const [name, checkout] = head.split("@");
+  const both = head.includes("@@");
+  const [name, checkout] = head.split(/@@?/);
   const args =
     eq < 0
       ? []
@@ -70,7 +83,8 @@ function parseVariant(v: string): Variant {
           .slice(eq + 1)
           .split(/\s+/)
           .filter(Boolean);
-  return { name: name || "ferry", ferry: checkout ? join(checkout, "bin", "ferry") : FERRY, args };
+  const ferry = checkout ? join(checkout, "bin", "ferry") : FERRY;
+  return { name: name || "ferry", ferry, replicator: both ? ferry : FERRY, args };
 }
 const variants = values.variant!.length ? values.variant!.map(parseVariant) : [parseVariant("ferry=")];
 const size = parseSize(values.size!);
@@ -84,7 +98,8 @@ function profileEnv(name: string): NodeJS.ProcessEnv {
   return { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${flags}` };
 }
 
-async function startReplicator(): Promise<{
+/** A replicator (`ferry replicator run`, or with `sink` the do-nothing one of initial-sync-ceiling.ts). */
+async function startReplicator(ferry: string | "sink" | "raw-sink"): Promise<{
   port: number;
   fingerprint: string;
   token: string;
@@ -92,14 +107,14 @@ async function startReplicator(): Promise<{
   cpuSeconds: () => Promise<number>;
   stop: () => Promise<void>;
 }> {
-  const child = spawn(
-    FERRY,
-    ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging],
-    {
-      stdio: ["ignore", "pipe", "ignore"],
-      env: profileEnv("replicator"),
-    },
-  );
+  const [cmd, args] =
+    ferry === "sink" || ferry === "raw-sink"
+      ? [process.execPath, [CEILING, ferry]]
+      : [ferry, ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging]];
+  const child = spawn(cmd, args, {
+    stdio: ["ignore", "pipe", "ignore"],
+    env: profileEnv("replicator"),
+  });
   const first = await new Promise<string>((resolve, reject) => {
     let buf = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -174,8 +189,8 @@ async function directRead(source: string, direct: boolean): Promise<number> {
   return mbps(size, dd.seconds);
 }
 
-async function ferryRun(source: string, run: number, variant: Variant): Promise<FerryRun> {
-  const rep = await startReplicator();
+async function ferryRun(source: string, run: number, variant: Variant, sink = false): Promise<FerryRun> {
+  const rep = await startReplicator(sink ? "sink" : variant.replicator);
   let ferry;
   let replicatorCpu: number;
   try {
@@ -234,6 +249,17 @@ async function ferryRun(source: string, run: number, variant: Variant): Promise<
   };
 }
 
+/** The disk's non-zero half sent over TLS alone (from memory, to a sink that discards), rated as the whole disk. */
+async function rawTlsRun(): Promise<number> {
+  const sink = await startReplicator("raw-sink");
+  try {
+    const r = await timed(process.execPath, [CEILING, "raw-send", String(sink.port), String(size / 2)]);
+    return mbps(size, (JSON.parse(r.stdout) as { seconds: number }).seconds);
+  } finally {
+    await sink.stop();
+  }
+}
+
 async function rsyncRun(image: string): Promise<number> {
   const dest = join(dir, "rsync-dest");
   await rm(dest, { recursive: true, force: true });
@@ -275,6 +301,8 @@ async function main(): Promise<void> {
   const ferry = new Map<string, FerryRun[]>(variants.map((v) => [v.name, []]));
   const rsync: number[] = [];
   const load: number[] = [];
+  const sinkRuns: FerryRun[] = [];
+  const rawTls: number[] = [];
   try {
     for (let r = 0; r < runs; r++) {
       load.push(loadavg()[0]!);
@@ -287,6 +315,14 @@ async function main(): Promise<void> {
         ferry.get(v.name)!.push(f);
         log(
           `run ${r + 1}/${runs}: ${v.name} ${f.rate.toFixed(0)} MB/s (${f.seconds.toFixed(2)} s, agent ${f.cpuSeconds.toFixed(1)} CPU s, ${f.maxRssMiB} MiB, replicator ${f.replicatorCpuSeconds.toFixed(1)} CPU s)`,
+        );
+      }
+      if (values.ceiling) {
+        const f = await ferryRun(source, r, variants[0]!, true);
+        sinkRuns.push(f);
+        rawTls.push(await rawTlsRun());
+        log(
+          `run ${r + 1}/${runs}: agent → sink ${f.rate.toFixed(0)} MB/s (agent ${f.cpuSeconds.toFixed(1)} CPU s, sink ${f.replicatorCpuSeconds.toFixed(1)} CPU s); TLS alone ${rawTls.at(-1)!.toFixed(0)} MB/s`,
         );
       }
       // 3. rsync to a daemon on loopback, same disk (as a file: rsync does not read devices).
@@ -337,6 +373,18 @@ async function main(): Promise<void> {
     // The first variant's figures at the top level, as before variants existed.
     ...summaries[0]!,
     variants: summaries,
+    ...(values.ceiling
+      ? {
+          ceiling: {
+            agentToSinkMBps: Math.round(median(sinkRuns.map((f) => f.rate))),
+            agentToSinkRunsMBps: sinkRuns.map((f) => Math.round(f.rate)),
+            agentToSinkAgentCpuSeconds: Number(median(sinkRuns.map((f) => f.cpuSeconds)).toFixed(2)),
+            agentToSinkSinkCpuSeconds: Number(median(sinkRuns.map((f) => f.replicatorCpuSeconds)).toFixed(2)),
+            tlsAloneMBps: Math.round(median(rawTls)),
+            tlsAloneRunsMBps: rawTls.map(Math.round),
+          },
+        }
+      : {}),
     targetP1: "ferry ≥ 0.80 × direct read; ≥ 3 × rsync",
   };
   if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -353,6 +401,15 @@ async function main(): Promise<void> {
       );
       console.log(
         `                agent ${s.ferryAgentCpuSeconds.toFixed(1)} CPU s, replicator ${s.ferryReplicatorCpuSeconds.toFixed(1)} CPU s, peak RSS ${s.ferryAgentMaxRssMiB} MiB; wire ${(s.ferryWireBytes / GiB).toFixed(2)} GiB; zstd ${s.compressionRatio.toFixed(2)}×; runs ${s.ferryRunsMBps.join(", ")} MB/s`,
+      );
+    }
+    if (result.ceiling) {
+      const c = result.ceiling;
+      console.log(
+        `  ceiling: agent → do-nothing sink ${c.agentToSinkMBps} MB/s (${ratio(c.agentToSinkMBps, directRate)}× direct read; runs ${c.agentToSinkRunsMBps.join(", ")}; agent ${c.agentToSinkAgentCpuSeconds} CPU s, sink ${c.agentToSinkSinkCpuSeconds} CPU s)`,
+      );
+      console.log(
+        `  ceiling: the non-zero half over TLS alone ${c.tlsAloneMBps} MB/s of disk (${ratio(c.tlsAloneMBps, directRate)}× direct read; runs ${c.tlsAloneRunsMBps.join(", ")})`,
       );
     }
     console.log(`  load average (1 min) at each run: ${result.loadAverage1m.join(", ")}`);
