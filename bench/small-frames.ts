@@ -4,7 +4,9 @@
  * to a real replicator process, as continuous replication of random 4 KiB
  * writes sends them. Prints the frames per second sent, the time from the
  * first frame to the last ACK, the ACK latency (a frame's send to the first
- * ACK covering it: p50/p99), the number of ACKs and the replicator's peak RSS.
+ * ACK covering it: p50/p99), the number of ACKs, the replicator's peak RSS and
+ * its RSS when a quarter, half, three quarters and all of the frames were sent
+ * (flat when the replicator holds nothing per frame written).
  *
  *   node bench/small-frames.ts [--frames 100000] [--rate 0 (MB/s, 0: as fast as the window allows)]
  *     [--window 64M] [--staging /dev/shm/ferry-small-frames] [--cpu-prof DIR] [--json]
@@ -104,8 +106,11 @@ async function main(): Promise<void> {
     };
     const poll = setInterval(onAck, 1);
     s.conn.stream.on("data", () => queueMicrotask(onAck));
+    const quarters = new Set([1, 2, 3, 4].map((q) => Math.round((frames * q) / 4)));
+    const rssAtMiB: number[] = [];
     const start = performance.now();
     for (let seq = 1; seq <= frames; seq++) {
+      if (quarters.has(seq)) rssAtMiB.push(Math.round((await rssKiB(rep.pid)).rss / 1024));
       if (rate > 0) {
         const due = start + ((seq - 1) * BLOCK * 1000) / rate;
         const wait = due - performance.now();
@@ -153,6 +158,7 @@ async function main(): Promise<void> {
       ackLatencyP99Ms: Math.round(percentile(latencies, 99)),
       idleRssMiB: Math.round(idle / 1024),
       peakRssMiB: Math.round(Math.max(peak, (await rssKiB(rep.pid)).hwm) / 1024),
+      rssAtQuartersMiB: rssAtMiB,
       load: loadavg()
         .map((l) => l.toFixed(2))
         .join(" "),
