@@ -19,6 +19,7 @@ import { SnapshotScheduler } from "./snapshots-scheduler.ts";
 import { PROBE_ALPN } from "../wire/probe.ts";
 import { serveProbe } from "./probe.ts";
 import { FramePool } from "./frame-pool.ts";
+import { pendingShare } from "./pending-budget.ts";
 import { createPayloadChecker, resolveVerifyWorkers } from "./payload-checker.ts";
 import {
   type Authorize,
@@ -55,8 +56,16 @@ export interface ReplicatorOptions {
   handshakeTimeoutMs?: number;
   /** @default 4 MiB */
   maxDataLength?: number;
-  /** @default 64 MiB */
+  /** Received, unwritten bytes one session may hold before its socket pauses. @default 64 MiB */
   maxPendingBytes?: number;
+  /**
+   * Received, unwritten bytes all sessions together may hold: each live session
+   * gets an equal share, at most `maxPendingBytes`, at least `minPendingBytes`
+   * (32 agents at 64 MiB each would hold 2 GiB). @default 256 MiB
+   */
+  pendingBudgetBytes?: number;
+  /** The least share of the budget a session gets. @default 8 MiB */
+  minPendingBytes?: number;
   /**
    * Flush (and acknowledge) at least every this many written bytes. Well under
    * the agent's window (64 MiB), so acknowledgements arrive while it still sends.
@@ -192,9 +201,15 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   // Shared by the sessions: memory for large frames, reused across connections.
   const frames = new FramePool();
   const payloads = createPayloadChecker(resolveVerifyWorkers(options.verifyWorkers));
+  const budget = {
+    budgetBytes: options.pendingBudgetBytes ?? 256 * 1024 * 1024,
+    floorBytes: Math.min(limits.maxPendingBytes, options.minPendingBytes ?? 8 * 1024 * 1024),
+    capBytes: limits.maxPendingBytes,
+  };
   const host: SessionHost = {
     frames,
     payloads,
+    pendingLimit: () => pendingShare(budget, sessions.size),
     dataDir: options.dataDir,
     store,
     snapshots: scheduler,

@@ -51,6 +51,11 @@ export interface SessionHost {
   frames?: FramePool;
   /** Where payloads are decompressed and verified. @default the event loop */
   payloads?: PayloadChecker;
+  /**
+   * Bytes this session may hold received and not yet written before its socket pauses, now
+   * (the replicator shares a budget among its sessions). @default limits.maxPendingBytes
+   */
+  pendingLimit?(): number;
   snapshots?: SnapshotHook;
   limits: SessionLimits;
   authorize: Authorize;

@@ -338,11 +338,12 @@ export class Session {
   ): void {
     this.pendingBytes += bytes;
     this.pendingFrames++;
-    if (this.pendingBytes > this.host.limits.maxPendingBytes) this.conn.stream.pause();
+    if (bytes > 0 && this.pendingBytes > this.pendingLimit()) this.conn.stream.pause();
     const settle = () => {
       this.pendingBytes -= bytes;
       this.pendingFrames--;
-      if (this.pendingBytes <= this.host.limits.maxPendingBytes / 2) this.conn.stream.resume();
+      if (this.conn.stream.isPaused() && this.pendingBytes <= this.pendingLimit() / 2)
+        this.conn.stream.resume();
     };
     this.chain = this.chain.then(async () => {
       if (this.state !== "streaming") return settle();
@@ -368,6 +369,10 @@ export class Session {
         },
       );
     });
+  }
+
+  private pendingLimit(): number {
+    return this.host.pendingLimit?.() ?? this.host.limits.maxPendingBytes;
   }
 
   private written(seq: number, end: number, bytes: number): void {
