@@ -147,6 +147,7 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
 
   try {
     while (!ctx.signal?.aborted) {
+      const turnStart = performance.now();
       s.check();
       if (tracker.gap) await rescanAll();
       const events = tracker.stats().events;
@@ -161,7 +162,9 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
         await consistencyPoint();
       }
       status();
-      await sleep(interval, ctx.signal);
+      // A drain every `interval`, not `interval` after the last turn: when a turn took longer (thousands
+      // of extents), what was written meanwhile is drained at once rather than after another pause.
+      await sleep(Math.max(0, interval - (performance.now() - turnStart)), ctx.signal);
     }
   } finally {
     // What was taken from the tracker but not made durable goes back into it.

