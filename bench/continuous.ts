@@ -11,10 +11,17 @@
  * none` so that the marker's bytes are stored as they are.
  *
  *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--block-size N]
- *        [--agent-node-options "..."] [--json]
+ *        [--agent-node-options=...] [--loop-direct-io] [--json]
+ *
+ * The agent runs through bin/ferry, which sets its young generation
+ * (`--max-semi-space-size=2`); `FERRY_AGENT_NODE_FLAGS=` (empty) in the
+ * environment runs it with V8's defaults. `--loop-direct-io` makes the loop
+ * device bypass the page cache for its image file (closer to a real disk, but
+ * fio then reaches only ~13 MB/s here).
  *
  * It also reports the tracker's gaps (each a rescan) and placed misses from
- * the agent's log, the agent's and the replicator's CPU, the largest backlog,
+ * the agent's log, the CPU of the agent, its tracer (bpftrace), the replicator
+ * and this process (the lag probe: all share the CPUs), the largest backlog,
  * and the agent's memory at its highest RSS (main thread: V8 heap reserved and
  * used, external, array buffers).
  */
@@ -36,6 +43,8 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     /** Extra Node options for the agent only (e.g. "--max-semi-space-size=4"). */
     "agent-node-options": { type: "string", default: "" },
+    /** The loop device reads and writes its image file with O_DIRECT (like a disk; no second page cache). */
+    "loop-direct-io": { type: "boolean", default: false },
   },
 });
 if (!isRoot()) {
@@ -56,6 +65,16 @@ function cpuSeconds(pid: number): Promise<number> {
     const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
     return (Number(f[11]) + Number(f[12])) / 100;
   });
+}
+
+/** The first child of `pid` running `comm`, if any. */
+async function childPid(pid: number, comm: string): Promise<number | undefined> {
+  const kids = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+  for (const k of kids.split(" ").filter(Boolean)) {
+    const name = await readFile(`/proc/${k}/comm`, "utf8").catch(() => "");
+    if (name.trim() === comm) return Number(k);
+  }
+  return undefined;
 }
 
 async function peakRssMiB(pid: number): Promise<number> {
@@ -177,7 +196,14 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
   await mkdir(join(work, "mnt"), { recursive: true });
   const image = join(work, "disk.img");
   await timed("truncate", ["-s", "2G", image]);
-  const loop = (await timed("losetup", ["--find", "--show", image])).stdout.trim();
+  const loop = (
+    await timed("losetup", [
+      ...(values["loop-direct-io"] ? ["--direct-io=on"] : []),
+      "--find",
+      "--show",
+      image,
+    ])
+  ).stdout.trim();
   let mounted = false;
   const children: ChildProcess[] = [];
   try {
@@ -286,6 +312,10 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     await replica.contains(Buffer.alloc(0)); // reads what is there already
 
     const cpu0 = await cpuSeconds(agent.pid!);
+    // The tracer (bpftrace, the agent's child) and this process (the lag probe) compete for the same CPUs.
+    const tracerPid = await childPid(agent.pid!, "bpftrace");
+    const tracerCpu0 = tracerPid ? await cpuSeconds(tracerPid) : 0;
+    const selfCpu0 = process.cpuUsage();
     const repCpu0 = await cpuSeconds(rep.pid!);
     measuring = true;
     const continuousFrom = Date.now();
@@ -331,6 +361,9 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     await fioDone;
     const cpuLoad = (await cpuSeconds(agent.pid!)) - cpu0;
     const repCpuLoad = (await cpuSeconds(rep.pid!)) - repCpu0;
+    const tracerCpuLoad = tracerPid ? (await cpuSeconds(tracerPid).catch(() => NaN)) - tracerCpu0 : NaN;
+    const selfCpu = process.cpuUsage(selfCpu0);
+    const selfCpuLoad = (selfCpu.user + selfCpu.system) / 1e6;
     // Idle: once the backlog is gone, 10 s without writes.
     for (let i = 0; i < 600; i++) {
       await replica.contains(Buffer.alloc(0));
@@ -360,6 +393,9 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       lagMaxMs: Math.round(Math.max(...lags)),
       agentCpuCoresUnderLoad: Number((cpuLoad / seconds).toFixed(3)),
       replicatorCpuCoresUnderLoad: Number((repCpuLoad / seconds).toFixed(3)),
+      tracerCpuCoresUnderLoad: Number((tracerCpuLoad / seconds).toFixed(3)),
+      /** This benchmark's own process (writing markers, following the staging files). */
+      benchCpuCoresUnderLoad: Number((selfCpuLoad / seconds).toFixed(3)),
       /** The largest backlog the agent reported while fio ran (bytes written, not yet acknowledged). */
       maxBacklogBytes: maxBacklog,
       agentCpuCoresIdle: Number(cpuIdle.toFixed(3)),
