@@ -47,7 +47,7 @@ export class FramedConnection {
     this.stream.on("data", (chunk: Buffer) => {
       this.bytesReceived += chunk.length;
       this.lastReceived = Date.now();
-      let frames: Frame[];
+      let frames: readonly Frame[];
       try {
         frames = this.decoder.push(chunk);
       } catch (err) {

@@ -28,6 +28,8 @@ export interface DecoderOptions extends Partial<WireLimits> {
   allocate?: (bytes: number) => Buffer;
 }
 
+const NO_FRAMES: readonly Frame[] = Object.freeze([]);
+
 /**
  * Incremental frame decoder: feed it bytes as they arrive, split anywhere; it
  * returns the frames completed so far. A frame's declared length is checked
@@ -41,6 +43,8 @@ export class FrameDecoder {
   private readonly allocate: (bytes: number) => Buffer;
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Bytes needed before another frame can complete (its whole length once its prefix was read). */
+  private needed = FRAME_PREFIX_BYTES;
   private failed: WireError | undefined;
 
   constructor(options: DecoderOptions = {}) {
@@ -53,15 +57,18 @@ export class FrameDecoder {
     return this.buffered;
   }
 
-  push(chunk: Buffer): Frame[] {
+  push(chunk: Buffer): readonly Frame[] {
     if (this.failed) throw this.failed;
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
     }
+    // A large frame arrives in dozens of TLS records: nothing to do until its last one.
+    if (this.buffered < this.needed) return NO_FRAMES;
     const frames: Frame[] = [];
     try {
       for (;;) {
+        this.needed = FRAME_PREFIX_BYTES;
         if (this.buffered < FRAME_PREFIX_BYTES) break;
         const length = this.peekLength();
         if (length > this.limits.maxFrameLength) {
@@ -74,7 +81,10 @@ export class FrameDecoder {
         if (length < 1)
           throw new WireError("WIRE_FRAME_TOO_SHORT", "frame declares an empty body", { length });
         const total = FRAME_PREFIX_BYTES + length;
-        if (this.buffered < total) break;
+        if (this.buffered < total) {
+          this.needed = total;
+          break;
+        }
         frames.push(parseFrame(this.take(total)));
       }
     } catch (err) {
