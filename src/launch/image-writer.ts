@@ -1,0 +1,234 @@
+/**
+ * Writes the launched raw image: verified chunks in, whole zero blocks left
+ * as holes, data written with O_DIRECT from page-aligned reused buffers
+ * (aligned-memory.ts) with a few writes in flight, and one fdatasync at the
+ * end for the file's metadata and the disk's cache.
+ *
+ * Why O_DIRECT: buffered writes here cost ~3.5 s of kernel time per GiB
+ * (fresh page-cache pages are slow to fault in on these VMs) and leave the
+ * whole image to flush at the end; O_DIRECT writes of 4 MiB from page-aligned
+ * buffers stream at the disk's rate for ~0.1 s of kernel time per GiB. Each
+ * chunk is copied once into an aligned buffer: the snapshot's bytes sit after
+ * record headers in its segments, so the read buffers are never aligned for a
+ * write. `put` returns once the chunk is copied, so the reader's buffer goes
+ * back at once while the write proceeds.
+ *
+ * Where O_DIRECT is refused (at open, or EINVAL on a write: a filesystem or
+ * device with other alignment rules), and for the unaligned tail of a disk,
+ * the bytes go through the page cache instead.
+ */
+import { constants, open, type FileHandle } from "node:fs/promises";
+import { systemErrorCode } from "../lib/errors.ts";
+import { returnArena, takeArena, type AlignedArena } from "./aligned-memory.ts";
+
+/** O_DIRECT offsets and lengths are kept to this multiple (any device's logical block fits). */
+const ALIGN = 4096;
+
+export interface ImageWriterOptions {
+  /** Zero runs of whole blocks of this size stay holes. */
+  blockSize: number;
+  /** Write with O_DIRECT where the filesystem allows it. @default true */
+  direct?: boolean;
+  /** O_DIRECT writes in flight (one aligned buffer each). @default 3 */
+  writesInFlight?: number;
+  /** Size of an aligned buffer; larger chunks are written in pieces of it. @default 4 MiB */
+  bufferBytes?: number;
+}
+
+export interface ImageWriter {
+  /** Whether data is being written with O_DIRECT (false after a fallback). */
+  readonly direct: boolean;
+  /** Bytes written so far (zero blocks left as holes are not counted). */
+  readonly dataBytes: number;
+  /**
+   * Takes the verified bytes at `offset`. Resolves once `bytes` may be reused
+   * (copied to an aligned buffer, or written); throws the first failed write.
+   */
+  put(offset: number, bytes: Buffer): Promise<void>;
+  /** Waits for every write, then syncs the file (data and metadata). */
+  finish(): Promise<void>;
+  /** Waits for the writes in flight, whatever their outcome, and closes the file. */
+  close(): Promise<void>;
+}
+
+const ZERO = Buffer.alloc(64 * 1024);
+
+function isZero(buf: Buffer): boolean {
+  // Compare in 64 KiB slices against one zero buffer: fast, no allocation per block.
+  for (let i = 0; i < buf.length; i += ZERO.length) {
+    const end = Math.min(buf.length, i + ZERO.length);
+    if (!buf.subarray(i, end).equals(ZERO.subarray(0, end - i))) return false;
+  }
+  return true;
+}
+
+/** [start, end) of each run of blocks of `buf` that are not all zeros. */
+export function dataRuns(buf: Buffer, block: number): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let at = 0; at < buf.length; at += block) {
+    const end = Math.min(buf.length, at + block);
+    if (isZero(buf.subarray(at, end))) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[1] === at) last[1] = end;
+    else runs.push([at, end]);
+  }
+  return runs;
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buf.length;) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Creates `path` (it must not exist) as a sparse file of `size` bytes and returns its writer. */
+export async function createImageWriter(
+  path: string,
+  size: number,
+  o: ImageWriterOptions,
+): Promise<ImageWriter> {
+  const block = Math.max(1, o.blockSize);
+  const bufferBytes = o.bufferBytes ?? 4 << 20;
+  const plain = await open(path, "wx", 0o600);
+  let directFh: FileHandle | undefined;
+  let arena: AlignedArena | undefined;
+  try {
+    await plain.truncate(size);
+    if (o.direct !== false) arena = takeArena(Math.max(1, o.writesInFlight ?? 3), bufferBytes);
+    if (arena) directFh = await openDirect(path);
+  } catch (err) {
+    if (arena) returnArena(arena);
+    await plain.close();
+    throw err;
+  }
+  if (arena && !directFh) {
+    returnArena(arena);
+    arena = undefined;
+  }
+
+  const free = arena ? [...arena.slots] : [];
+  const waiting: ((slot: Buffer) => void)[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let direct = directFh !== undefined;
+  let dataBytes = 0;
+  let closed = false;
+
+  const takeSlot = (): Promise<Buffer> => {
+    const slot = free.pop();
+    return slot ? Promise.resolve(slot) : new Promise((resolve) => waiting.push(resolve));
+  };
+  const giveSlot = (slot: Buffer): void => {
+    const next = waiting.shift();
+    if (next) next(slot);
+    else free.push(slot);
+  };
+
+  /** One run at `position` from an aligned buffer: O_DIRECT for its aligned part, the page cache for the rest. */
+  const writeRun = async (slot: Buffer, start: number, end: number, position: number): Promise<void> => {
+    let at = start;
+    if (direct && directFh && position % ALIGN === 0 && start % ALIGN === 0) {
+      const aligned = Math.floor((end - start) / ALIGN) * ALIGN;
+      try {
+        // O_DIRECT may write less (a full disk); what is left is retried below through the page cache.
+        while (at < start + aligned) {
+          const { bytesWritten } = await directFh.write(
+            slot,
+            at,
+            start + aligned - at,
+            position + at - start,
+          );
+          if (bytesWritten === 0 || bytesWritten % ALIGN !== 0) {
+            at += bytesWritten;
+            break;
+          }
+          at += bytesWritten;
+        }
+      } catch (err) {
+        if (systemErrorCode(err) !== "EINVAL") throw err;
+        direct = false; // this file or device wants other alignment: the page cache from now on
+      }
+    }
+    if (at < end) await writeAll(plain, slot.subarray(at, end), position + at - start);
+  };
+
+  const check = (): void => {
+    if (failure !== undefined) throw failure;
+    if (closed) throw new Error("the image writer is closed");
+  };
+
+  return {
+    get direct() {
+      return direct;
+    },
+    get dataBytes() {
+      return dataBytes;
+    },
+    async put(offset, bytes) {
+      check();
+      if (!arena) {
+        for (const [a, b] of dataRuns(bytes, block)) {
+          await writeAll(plain, bytes.subarray(a, b), offset + a);
+          dataBytes += b - a;
+        }
+        return;
+      }
+      // Pieces of one buffer's size, cut on block boundaries so holes stay whole blocks.
+      const piece = Math.max(block, Math.floor(bufferBytes / block) * block);
+      for (let from = 0; from < bytes.length; from += piece) {
+        const part = bytes.subarray(from, Math.min(bytes.length, from + piece));
+        const runs = dataRuns(part, block);
+        if (!runs.length) continue;
+        if (part.length > bufferBytes) {
+          for (const [a, b] of runs) await writeAll(plain, part.subarray(a, b), offset + from + a);
+          for (const [a, b] of runs) dataBytes += b - a;
+          continue;
+        }
+        const slot = await takeSlot();
+        if (failure !== undefined || closed) {
+          giveSlot(slot);
+          check();
+        }
+        for (const [a, b] of runs) part.copy(slot, a, a, b);
+        const p = (async () => {
+          try {
+            for (const [a, b] of runs) {
+              await writeRun(slot, a, b, offset + from + a);
+              dataBytes += b - a;
+            }
+          } catch (err) {
+            failure ??= err;
+          } finally {
+            giveSlot(slot);
+          }
+        })();
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+      }
+    },
+    async finish() {
+      while (inFlight.size) await Promise.all([...inFlight]);
+      check();
+      await plain.datasync();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      while (inFlight.size) await Promise.all([...inFlight]);
+      await directFh?.close().catch(() => {});
+      await plain.close();
+      if (arena) returnArena(arena);
+    },
+  };
+}
+
+/** A second handle with O_DIRECT, or undefined where the filesystem refuses it. */
+async function openDirect(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, constants.O_WRONLY | constants.O_DIRECT);
+  } catch (err) {
+    if (systemErrorCode(err) === "EINVAL") return undefined;
+    throw err;
+  }
+}
