@@ -4,10 +4,11 @@
  * (aligned-memory.ts) with a few writes in flight, and one fdatasync at the
  * end for the file's metadata and the disk's cache.
  *
- * Why O_DIRECT: buffered writes here cost ~3.5 s of kernel time per GiB
- * (fresh page-cache pages are slow to fault in on these VMs) and leave the
- * whole image to flush at the end; O_DIRECT writes of 4 MiB from page-aligned
- * buffers stream at the disk's rate for ~0.1 s of kernel time per GiB. Each
+ * Why O_DIRECT: buffered writes here cost 1–3.5 s of kernel time per GiB
+ * (fresh page-cache pages are slow to fault in on these VMs; a 4 GiB launch
+ * spent 4.3–4.7 s in the kernel) and leave the whole image to flush at the
+ * end; O_DIRECT writes of 4 MiB from page-aligned buffers stream at the
+ * disk's rate for ~0.15 s of kernel time per GiB (`dd oflag=direct`). Each
  * chunk is copied once into an aligned buffer: the snapshot's bytes sit after
  * record headers in its segments, so the read buffers are never aligned for a
  * write. `put` returns once the chunk is copied, so the reader's buffer goes
