@@ -59,8 +59,8 @@ export interface ReplicatorOptions {
   /** Received, unwritten bytes one session may hold before its socket pauses. @default 64 MiB */
   maxPendingBytes?: number;
   /**
-   * Received, unwritten bytes all sessions together may hold: each live session
-   * gets an equal share, at most `maxPendingBytes`, at least `minPendingBytes`
+   * Received, unwritten bytes all sessions together may hold: each session
+   * holding data gets an equal share, at most `maxPendingBytes`, at least `minPendingBytes`
    * (32 agents at 64 MiB each would hold 2 GiB). @default 256 MiB
    */
   pendingBudgetBytes?: number;
@@ -201,6 +201,7 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   // Shared by the sessions: memory for large frames, reused across connections.
   const frames = new FramePool();
   const payloads = createPayloadChecker(resolveVerifyWorkers(options.verifyWorkers));
+  const holding = new Set<Session>();
   const budget = {
     budgetBytes: options.pendingBudgetBytes ?? 256 * 1024 * 1024,
     floorBytes: Math.min(limits.maxPendingBytes, options.minPendingBytes ?? 8 * 1024 * 1024),
@@ -209,7 +210,12 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
   const host: SessionHost = {
     frames,
     payloads,
-    pendingLimit: () => pendingShare(budget, sessions.size),
+    // Shared among the sessions holding data now: idle continuous sessions do not shrink a busy one's share.
+    pendingLimit: () => pendingShare(budget, holding.size),
+    holdsPending(session, holds) {
+      if (holds) holding.add(session);
+      else holding.delete(session);
+    },
     dataDir: options.dataDir,
     store,
     snapshots: scheduler,

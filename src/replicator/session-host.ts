@@ -56,6 +56,8 @@ export interface SessionHost {
    * (the replicator shares a budget among its sessions). @default limits.maxPendingBytes
    */
   pendingLimit?(): number;
+  /** Tells the replicator whether this session now holds received, unwritten data (its budget is shared among those that do). */
+  holdsPending?(session: Session, holds: boolean): void;
   snapshots?: SnapshotHook;
   limits: SessionLimits;
   authorize: Authorize;

@@ -336,12 +336,14 @@ export class Session {
     bytes: number,
     apply: (vol: StagingVolume) => Promise<{ written: Promise<void>; done: () => void } | void>,
   ): void {
+    if (bytes > 0 && this.pendingBytes === 0) this.host.holdsPending?.(this, true);
     this.pendingBytes += bytes;
     this.pendingFrames++;
     if (bytes > 0 && this.pendingBytes > this.pendingLimit()) this.conn.stream.pause();
     const settle = () => {
       this.pendingBytes -= bytes;
       this.pendingFrames--;
+      if (bytes > 0 && this.pendingBytes === 0) this.host.holdsPending?.(this, false);
       if (this.conn.stream.isPaused() && this.pendingBytes <= this.pendingLimit() / 2)
         this.conn.stream.resume();
     };
@@ -460,6 +462,7 @@ export class Session {
     await this.writes.catch(() => {});
     if (this.flushing) await this.flushing.catch(() => {});
     await this.volume?.close();
+    this.host.holdsPending?.(this, false);
     this.state = "closed";
     if (this.key) this.host.release(this.key, this);
     if (wasStreaming || err) {
