@@ -61,7 +61,12 @@ test("planReads: property — every dirty hash block is sent exactly once, nothi
         const unit = hbs / 16; // extents need not be block-aligned
         const size = sizeBlocks * hbs - (sizeBlocks % 3) * 512; // a short last block sometimes
         const extents = raw.map((e) => ({ offset: e.offset * unit, length: e.length * unit }));
-        const o = { readsInFlight: 4, spanBytes: spanBlocks * hbs, readGapBytes: gapBlocks * hbs };
+        const o = {
+          readsInFlight: 4,
+          spanBytes: spanBlocks * hbs,
+          readGapBytes: gapBlocks * hbs,
+          queueBytes: 1024,
+        };
         const plan = planReads(extents, hbs, size, o);
         const sent = new Map<number, number>();
         let prevEnd = -1;

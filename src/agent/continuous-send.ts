@@ -6,7 +6,7 @@
  * round trip and the loop falls behind while the CPU idles. So extents are
  * first grouped into read spans (nearby extents share one O_DIRECT read; only
  * the dirty parts are sent), several spans are read at once, and the frames of
- * each span are queued while the next spans are still being read.
+ * each span go to the socket while the next spans are still being read.
  */
 import { FerryError } from "../lib/errors.ts";
 import type { BlockSource } from "./disk/block-source.ts";
@@ -22,6 +22,8 @@ export interface ExtentSenderOptions {
   spanBytes?: number;
   /** Extents this close share a read (the bytes between are read, not sent). @default 64 KiB */
   readGapBytes?: number;
+  /** Frames queued for the socket before the reads wait for it. @default 4 MiB */
+  queueBytes?: number;
 }
 
 export function resolveExtentSenderOptions(o: ExtentSenderOptions = {}): Required<ExtentSenderOptions> {
@@ -29,6 +31,7 @@ export function resolveExtentSenderOptions(o: ExtentSenderOptions = {}): Require
     readsInFlight: o.readsInFlight ?? 8,
     spanBytes: o.spanBytes ?? 1024 * KiB,
     readGapBytes: o.readGapBytes ?? 64 * KiB,
+    queueBytes: o.queueBytes ?? 4096 * KiB,
   };
 }
 
@@ -101,8 +104,8 @@ export class ExtentSender {
   }
 
   /**
-   * Reads and sends `extents`; `onSent(bytes)` reports the dirty bytes handed
-   * to the stream (from then on they count in its unacknowledged ranges).
+   * Reads and sends `extents`; `onSent(bytes)` reports the dirty bytes whose
+   * frames went to the socket (from then on they count in its unacknowledged bytes).
    * When it returns, every frame is in the stream's in-flight list.
    */
   async send(
@@ -130,6 +133,11 @@ export class ExtentSender {
       reads.push(p);
       return true;
     };
+    // Frames go to the socket from a chain of flushes beside the reads: waiting for the socket to
+    // drain and waiting for reads overlap (one after the other, each was about a third of a busy turn).
+    // A span's bytes are reported once a flush that began after its frames were queued has ended.
+    let sending: Promise<void> = Promise.resolve();
+    let queued = 0;
     try {
       while (startRead());
       while (reads.length) {
@@ -149,13 +157,22 @@ export class ExtentSender {
           bytes += part.length;
         }
         s.endRun();
-        // The frames hold their own copies once queued and sent: the buffer can be read into again.
-        await s.flushPending(0);
+        // The frames own copies of their bytes: the buffer can be read into again at once.
         free.push(buf);
-        onSent?.(bytes);
         startRead();
+        queued += bytes;
+        sending = sending.then(async () => {
+          await s.flushPending(0);
+          queued -= bytes;
+          onSent?.(bytes);
+        });
+        sending.catch(() => {}); // awaited below; a lost connection is also found by s.check()
+        // Bounded: past `queueBytes` waiting for the socket, the reads wait too.
+        if (queued > this.o.queueBytes) await sending;
       }
+      await sending;
     } finally {
+      await sending.catch(() => {});
       // Outstanding reads finish before their buffers can be reused.
       await Promise.allSettled(reads);
     }

@@ -136,11 +136,17 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
   const sendExtents = async (extents: DirtyExtent[]) => {
     batch = extents;
     batchUnsent = extents.reduce((n, e) => n + e.length, 0);
-    await sender.send(s, extents, (bytes) => {
-      batchUnsent = Math.max(0, batchUnsent - bytes);
-      // A long batch (a slow link) must not silence the status.
+    // A long batch (a slow link) must not silence the status.
+    const beat = setInterval(() => {
       if (Date.now() - lastStatusAt >= 500) status();
-    });
+    }, 500);
+    try {
+      await sender.send(s, extents, (bytes) => {
+        batchUnsent = Math.max(0, batchUnsent - bytes);
+      });
+    } finally {
+      clearInterval(beat);
+    }
     batch = [];
     batchUnsent = 0;
   };
