@@ -3,7 +3,7 @@
  *
  * The kernel accepts O_DIRECT writes from any 512-byte-aligned address, but
  * on these virtual disks a buffer that is not page-aligned is bounced by the
- * hypervisor: 4 GiB written with O_DIRECT, 4 MiB at a time, took 63–66 s from
+ * hypervisor: 2 GiB written with O_DIRECT, 4 MiB at a time, took 63–66 s from
  * 512-aligned buffers and 3.5–3.9 s from page-aligned ones (dd's own are).
  * Node has no aligned allocation, but a WebAssembly memory is mapped by V8's
  * page allocator, so it starts on a page boundary. One memory (an arena) is
