@@ -6,7 +6,7 @@
  *
  * Why O_DIRECT: buffered writes here cost 1–3.5 s of kernel time per GiB
  * (fresh page-cache pages are slow to fault in on these VMs; a 4 GiB launch
- * spent 4.3–4.7 s in the kernel) and leave the whole image to flush at the
+ * spent 4.3–13.3 s in the kernel) and leave the whole image to flush at the
  * end; O_DIRECT writes of 4 MiB from page-aligned buffers stream at the
  * disk's rate for ~0.15 s of kernel time per GiB (`dd oflag=direct`). Each
  * chunk is copied once into an aligned buffer: the snapshot's bytes sit after
