@@ -62,7 +62,8 @@ export class FrameSender {
   /** End offset of the last acknowledged frame (sequential progress during an initial sync). */
   ackedEnd: number;
   private closeReason: Error | undefined;
-  private wake: (() => void) | undefined;
+  /** Everyone waiting for an acknowledgement, window room or the end: all are woken together. */
+  private wakers: (() => void)[] = [];
   private hashWaiters = new Map<number, (hashes: Buffer) => void>();
   private nextRequestId = 1;
   private pending: { frame: Frame; start: number; end: number; bytes: number; slot?: Slot }[] = [];
@@ -120,9 +121,9 @@ export class FrameSender {
   }
 
   private wakeUp(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
+    const wakers = this.wakers;
+    this.wakers = [];
+    for (const w of wakers) w();
   }
 
   /** Throws why the connection ended, if it did. */
@@ -133,7 +134,7 @@ export class FrameSender {
   private async waitFor(cond: () => boolean): Promise<void> {
     while (!cond()) {
       this.check();
-      await new Promise<void>((r) => (this.wake = r));
+      await new Promise<void>((r) => this.wakers.push(r));
     }
     this.check();
   }
