@@ -36,3 +36,11 @@ test("the unit runs the bundled bin/ferry, which gives every agent command a sma
   });
   assert.ok(custom.includes("--max-semi-space-size=4") && !custom.includes("--max-semi-space-size=2"));
 });
+
+test("bin/ferry starts replicator commands with a larger initial heap, and the variable overrides it", async () => {
+  const launcher = join(ROOT, "bin", "ferry");
+  assert.ok((await execArgvOf(launcher, ["replicator", "--help"])).includes("--initial-heap-size=128"));
+  assert.ok(!(await execArgvOf(launcher, ["agent", "--help"])).some((f) => f.startsWith("--initial-heap")));
+  const none = await execArgvOf(launcher, ["replicator", "--help"], { FERRY_REPLICATOR_NODE_FLAGS: "" });
+  assert.ok(!none.some((f) => f.startsWith("--initial-heap")));
+});
