@@ -162,3 +162,23 @@ test(
     }
   },
 );
+
+test("close waits for reads in flight, and every caller of close returns", async () => {
+  const scratch = await createScratch();
+  try {
+    const path = join(scratch.dir, "disk.img");
+    await writeFile(path, Buffer.alloc(8 * MiB, 0x5a));
+    const src = await openBlockSource(path);
+    const bufs = src.allocBuffers(4, 2 * MiB);
+    const reads = bufs.map((b, i) => src.read(b, i * 2 * MiB, 2 * MiB));
+    const timeout = new Promise((_, reject) =>
+      setTimeout(() => reject(new Error("a close never returned")), 5000).unref(),
+    );
+    // Both closes start while the reads are in flight.
+    await Promise.race([Promise.all([src.close(), src.close()]), timeout]);
+    assert.deepEqual(await Promise.all(reads), [2 * MiB, 2 * MiB, 2 * MiB, 2 * MiB]);
+    for (const b of bufs) assert.ok(b.subarray(0, 2 * MiB).every((x) => x === 0x5a));
+  } finally {
+    await scratch.cleanup();
+  }
+});

@@ -151,7 +151,8 @@ class FileBlockSource implements BlockSource {
   private readonly handle: FileHandle;
   /** Reads in flight on the descriptor (close waits for them). */
   private reading = 0;
-  private whenIdle: (() => void) | undefined;
+  /** Everyone waiting for the reads in flight to end (close may be called more than once). */
+  private whenIdle: (() => void)[] = [];
 
   constructor(
     path: string,
@@ -225,7 +226,7 @@ class FileBlockSource implements BlockSource {
           },
         );
       } finally {
-        if (--this.reading === 0) this.whenIdle?.();
+        if (--this.reading === 0) for (const w of this.whenIdle.splice(0)) w();
       }
       if (r === 0) break; // the disk shrank under us; the caller checks currentSize()
       done += r;
@@ -241,7 +242,7 @@ class FileBlockSource implements BlockSource {
 
   async close(): Promise<void> {
     // Reads go through the raw descriptor: closing under one could let it read a file opened meanwhile.
-    while (this.reading > 0) await new Promise<void>((r) => (this.whenIdle = r));
+    while (this.reading > 0) await new Promise<void>((r) => this.whenIdle.push(r));
     await this.handle.close();
   }
 }
