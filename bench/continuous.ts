@@ -11,13 +11,14 @@
  * none` so that the marker's bytes are stored as they are.
  *
  *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--block-size N]
- *        [--agent-node-options=...] [--loop-direct-io] [--json]
+ *        [--agent-node-options=...] [--loop-direct-io] [--iodepth N] [--fresh-file] [--json]
  *
  * The agent runs through bin/ferry, which sets its young generation
  * (`--max-semi-space-size=2`); `FERRY_AGENT_NODE_FLAGS=` (empty) in the
  * environment runs it with V8's defaults. `--loop-direct-io` makes the loop
  * device bypass the page cache for its image file (closer to a real disk, but
- * fio then reaches only ~13 MB/s here).
+ * fio at queue depth 1 then reaches only ~13 MB/s here; `--iodepth 8` keeps
+ * 8 writes in flight with libaio, as a database or a page-cache flush does).
  *
  * It also reports the tracker's gaps (each a rescan) and placed misses from
  * the agent's log, the CPU of the agent, its tracer (bpftrace), the replicator
@@ -45,6 +46,10 @@ const { values } = parseArgs({
     "agent-node-options": { type: "string", default: "" },
     /** The loop device reads and writes its image file with O_DIRECT (like a disk; no second page cache). */
     "loop-direct-io": { type: "boolean", default: false },
+    /** Leave fio.dat to fio (fallocated: the first write to each block also converts its ext4 extent). */
+    "fresh-file": { type: "boolean", default: false },
+    /** fio's queue depth: 1 is psync (one write at a time), more is libaio with that many in flight. */
+    iodepth: { type: "string", default: "1" },
   },
 });
 if (!isRoot()) {
@@ -52,6 +57,11 @@ if (!isRoot()) {
   process.exit(1);
 }
 const seconds = Number(values.seconds);
+const iodepth = Number(values.iodepth);
+if (!Number.isInteger(iodepth) || iodepth < 1 || iodepth > 256) {
+  console.error(`--iodepth must be a whole number from 1 to 256, not ${values.iodepth}`);
+  process.exit(2);
+}
 const dir = values.dir!;
 
 function percentile(xs: number[], p: number): number {
@@ -195,6 +205,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
   await rm(work, { recursive: true, force: true });
   await mkdir(join(work, "mnt"), { recursive: true });
   const image = join(work, "disk.img");
+  const fioFile = ["--name=load", `--filename=${join(work, "mnt", "fio.dat")}`, "--size=512M"];
   await timed("truncate", ["-s", "2G", image]);
   const loop = (
     await timed("losetup", [
@@ -209,6 +220,14 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
   try {
     await timed("mkfs.ext4", ["-q", "-F", "-b", "4096", loop]);
     await timed("mount", [loop, join(work, "mnt")]);
+    // The file fio writes into is written whole before the agent starts (its initial sync copies it):
+    // the measured load is random rewrites of allocated blocks. Left to fio, the file would be
+    // fallocated (unwritten extents), and the first write to each block would also convert its
+    // extent in ext4's journal, a burst of metadata writes that lasts until most blocks were hit.
+    if (!values["fresh-file"]) {
+      await timed("fio", [...fioFile, "--rw=write", "--bs=1M", "--direct=1", "--ioengine=psync"]);
+      await timed("sync", []);
+    }
     mounted = true;
     // Replicator.
     const rep = spawn(
@@ -323,15 +342,13 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     const fio = spawn(
       "fio",
       [
-        "--name=load",
-        `--filename=${join(work, "mnt", "fio.dat")}`,
-        "--size=512M",
+        ...fioFile,
         "--rw=randwrite",
         "--bs=4k",
         `--rate=${values.rate}`,
         "--time_based",
         `--runtime=${seconds}`,
-        "--ioengine=psync",
+        ...(iodepth > 1 ? ["--ioengine=libaio", `--iodepth=${iodepth}`] : ["--ioengine=psync"]),
         "--direct=1",
         "--output-format=json",
       ],
@@ -342,6 +359,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     fio.stdout!.on("data", (d: Buffer) => (fioOut += d.toString()));
     const fioDone = new Promise<void>((r) => fio.once("exit", () => r()));
     const lags: number[] = [];
+    /** When each marker was written (ms since the load began), beside its lag: where the tail falls. */
+    const lagAt: number[] = [];
     const end = Date.now() + seconds * 1000;
     for (let n = 1; Date.now() < end; n++) {
       const stamp = Buffer.from(nonce);
@@ -356,6 +375,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
         await new Promise((r) => setTimeout(r, 5));
       }
       lags.push(performance.now() - t0);
+      lagAt.push(Date.now() - continuousFrom - lags.at(-1)!);
       await new Promise((r) => setTimeout(r, 250));
     }
     await fioDone;
@@ -387,10 +407,14 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       trackerReason,
       seconds,
       writeMBps: Number((fioJson.jobs[0]!.write.bw_bytes / 1e6).toFixed(1)),
+      fioIodepth: iodepth,
+      loopDirectIo: values["loop-direct-io"]!,
       markers: lags.length,
       lagP50Ms: Math.round(percentile(lags, 50)),
       lagP99Ms: Math.round(percentile(lags, 99)),
       lagMaxMs: Math.round(Math.max(...lags)),
+      /** [ms since the load began, lag ms] of each marker. */
+      lagSeries: lags.map((l, i) => [Math.round(lagAt[i]!), Math.round(l)]),
       agentCpuCoresUnderLoad: Number((cpuLoad / seconds).toFixed(3)),
       replicatorCpuCoresUnderLoad: Number((repCpuLoad / seconds).toFixed(3)),
       tracerCpuCoresUnderLoad: Number((tracerCpuLoad / seconds).toFixed(3)),
@@ -430,7 +454,9 @@ if (values.json) console.log(JSON.stringify({ bench: "continuous", results }));
 else {
   for (const r of results) {
     console.log(`${r.tracker} tracker, ${r.blockSize}-byte blocks (${r.trackerReason})`);
-    console.log(`  fio random writes ${r.writeMBps} MB/s for ${r.seconds} s; ${r.markers} markers`);
+    console.log(
+      `  fio random writes ${r.writeMBps} MB/s for ${r.seconds} s (queue depth ${r.fioIodepth}${r.loopDirectIo ? ", loop device with direct I/O" : ""}); ${r.markers} markers`,
+    );
     console.log(
       `  lag p50 ${r.lagP50Ms} ms, p99 ${r.lagP99Ms} ms, max ${r.lagMaxMs} ms   (target P3: p99 ≤ 1000 ms with eBPF)`,
     );
