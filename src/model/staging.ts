@@ -47,6 +47,14 @@ export interface SnapshotReader {
    * read, for bulk readers such as a launch. Optional; fall back to `read`.
    */
   readWith?<T>(offset: number, length: number, use: (bytes: Buffer) => Promise<T>): Promise<T>;
+  /**
+   * Like `read`, but into `target[0, length)`, leaving blocks of zeros
+   * unwritten; resolves with the [start, end) ranges written, in order (the
+   * rest of the range is zeros). A bulk reader (a launch) passes buffers in
+   * shared memory so the verifying thread can copy the bytes as it checks
+   * them. Optional.
+   */
+  readInto?(offset: number, length: number, target: Buffer): Promise<[number, number][]>;
   /** The whole disk as ordered, non-overlapping extents (zeros need not be written by a consumer). */
   extents(): AsyncIterable<SnapshotExtent>;
   close(): Promise<void>;

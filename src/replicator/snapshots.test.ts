@@ -175,6 +175,52 @@ describe("damage and crashes (local store)", () => {
     }
   });
 
+  test("readInto writes the same bytes as read into shared memory (worker copy), skips zeros, and fails a damaged run", async () => {
+    const { store, dir } = await tempStore();
+    try {
+      const vol = await newVolume(store, "w", 16);
+      const run = Buffer.concat([0, 1, 2, 3, 4, 5].map(block));
+      await vol.writeData(2 * BS, run, blockHashes(run, BS)); // one record: blocks 2..7 adjacent in the segment
+      await put(vol, 9, block(9));
+      await vol.flush();
+      const s = await vol.snapshot({ barrierId: 1, reason: "policy" });
+      const at = vol.locateBlock(6)!;
+      await vol.close();
+      const r = await openCatalog(dir).open(SERVER, "w", s.snapshotId);
+      for (const [offset, length] of [
+        [2 * BS, 6 * BS], // one run: hashed and copied by the worker
+        [3 * BS + 100, 2 * BS], // inside the run, unaligned
+        [0, 16 * BS], // zeros, the run and another record
+      ] as const) {
+        const target = Buffer.from(new SharedArrayBuffer(length + BS)).fill(0xee);
+        const runs = await r.readInto(offset, length, target);
+        const want = await r.read(offset, length);
+        const got = Buffer.alloc(length);
+        for (const [a, b] of runs) target.copy(got, a, a, b);
+        assert.deepEqual(got, want, `${offset}+${length}`);
+        for (let i = 1; i < runs.length; i++)
+          assert.ok(runs[i - 1]![1] < runs[i]![0], "runs in order, merged");
+        const covered = runs.reduce((n, [a, b]) => n + b - a, 0);
+        const zeroBytes = offset === 0 ? 9 * BS : 0; // blocks 0, 1, 8, 10–15
+        assert.equal(covered, length - zeroBytes, `${offset}+${length}: only data is written`);
+        assert.equal(target[length], 0xee, "nothing past the range");
+      }
+      await r.close();
+
+      const fh = await open(join(dir, at.key), "r+");
+      await fh.write(Buffer.from([0xff]), 0, 1, at.offset + 5);
+      await fh.close();
+      const damaged = await openCatalog(dir).open(SERVER, "w", s.snapshotId);
+      await assert.rejects(
+        damaged.readInto(2 * BS, 6 * BS, Buffer.from(new SharedArrayBuffer(6 * BS))),
+        (e) => e instanceof FerryError && e.code === "SNAPSHOT_DAMAGED" && e.details.offset === 6 * BS,
+      );
+      await damaged.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("readWith lends the same bytes as read (direct, verified on a worker) and fails a damaged run before lending", async () => {
     const { store, dir } = await tempStore();
     try {

@@ -11,7 +11,7 @@
  */
 import { FerryError } from "../lib/errors.ts";
 import type { SnapshotCatalog, SnapshotExtent, SnapshotInfo, SnapshotReader } from "../model/staging.ts";
-import { HASH_BYTES } from "../wire/index.ts";
+import { HASH_BYTES, isZero } from "../wire/index.ts";
 import { sharedVerifyPool } from "./verify-pool.ts";
 import { openStore, type StoreUrlOptions } from "./store/index.ts";
 import type { BlockMap } from "./store/block-map.ts";
@@ -296,6 +296,66 @@ export class StoreSnapshotReader implements SnapshotReader {
    * are lent to `use`.
    */
   async readWith<T>(offset: number, length: number, use: (bytes: Buffer) => Promise<T>): Promise<T> {
+    const { blockSize } = this.manifest;
+    return this.lendRun(
+      offset,
+      length,
+      async ({ data, first, recorded, key, lent }) => {
+        const bad = await sharedVerifyPool().firstBadBlock(data, blockSize, recorded);
+        if (bad >= 0) throw damagedError(this.info, (first + bad) * blockSize, undefined, key);
+        lent();
+        const skip = offset - first * blockSize;
+        return use(data.subarray(skip, skip + length));
+      },
+      async () => use(await this.read(offset, length)),
+    );
+  }
+
+  /**
+   * Reads the verified bytes at [offset, offset+length) into `target`,
+   * leaving blocks of zeros unwritten, and resolves with the ranges written
+   * (SnapshotReader.readInto). When the range is one block-aligned run of
+   * stored blocks that the store reads directly and `target` is shared
+   * memory, a verify worker hashes and copies in one pass: this thread
+   * touches no byte of it.
+   */
+  async readInto(offset: number, length: number, target: Buffer): Promise<[number, number][]> {
+    const { blockSize } = this.manifest;
+    if (target.length < length)
+      throw new FerryError("BAD_RANGE", `a ${target.length}-byte target cannot take ${length} bytes`, {
+        kind: "internal",
+      });
+    const copy = async (bytes: Buffer): Promise<[number, number][]> => {
+      const runs = dataRuns(bytes, blockSize);
+      for (const [a, b] of runs) bytes.copy(target, a, a, b);
+      return runs;
+    };
+    if (offset % blockSize !== 0) return copy(await this.read(offset, length));
+    return this.lendRun(
+      offset,
+      length,
+      async ({ data, first, recorded, key }) => {
+        if (data.length !== length) return copy(await this.read(offset, length));
+        const { bad, runs } = await sharedVerifyPool().check(data, blockSize, recorded, target);
+        if (bad >= 0) throw damagedError(this.info, (first + bad) * blockSize, undefined, key);
+        return runs;
+      },
+      async () => copy(await this.read(offset, length)),
+    );
+  }
+
+  /**
+   * Calls `fn` with the stored bytes of the blocks under [offset,
+   * offset+length), lent from the store's buffer, when they are one run in
+   * one segment that the store reads directly; `slow` otherwise. `fn` calls
+   * `lent` once the bytes are verified: later errors are its caller's own.
+   */
+  private async lendRun<T>(
+    offset: number,
+    length: number,
+    fn: (run: { data: Buffer; first: number; recorded: Buffer; key: string; lent: () => void }) => Promise<T>,
+    slow: () => Promise<T>,
+  ): Promise<T> {
     const { diskSize, blockSize } = this.manifest;
     const first = Math.floor(offset / blockSize);
     const last = Math.ceil((offset + length) / blockSize);
@@ -305,7 +365,7 @@ export class StoreSnapshotReader implements SnapshotReader {
       one = map.seg[b] === map.seg[first] && map.off[b] === map.off[first]! + (b - first) * blockSize;
     const key = one ? this.keys.get(map.seg[first]!) : undefined;
     const reader = key ? this.segmentReader(key) : undefined;
-    if (!key || !reader) return use(await this.read(offset, length));
+    if (!key || !reader) return slow();
     const range = {
       offset: map.off[first]!,
       length: Math.min((last - first) * blockSize, diskSize - first * blockSize),
@@ -321,17 +381,12 @@ export class StoreSnapshotReader implements SnapshotReader {
           map.hash.byteOffset + first * HASH_BYTES,
           (last - first) * HASH_BYTES,
         );
-        const bad = await sharedVerifyPool().firstBadBlock(data, blockSize, recorded);
-        if (bad >= 0) throw damagedError(this.info, (first + bad) * blockSize, undefined, key);
-        lent = true;
-        const skip = offset - first * blockSize;
-        return use(data.subarray(skip, skip + length));
+        return fn({ data, first, recorded, key, lent: () => (lent = true) });
       });
     } catch (err) {
       if (lent) throw err;
       // A segment merged away meanwhile: `read` lists the segments again.
-      if (err instanceof FerryError && err.code === "OBJECT_NOT_FOUND")
-        return use(await this.read(offset, length));
+      if (err instanceof FerryError && err.code === "OBJECT_NOT_FOUND") return slow();
       throw err instanceof FerryError && err.code === "SNAPSHOT_DAMAGED"
         ? err
         : damagedError(this.info, offset, err);
@@ -374,6 +429,19 @@ export class StoreSnapshotReader implements SnapshotReader {
     await this.closeReaders();
     this.release();
   }
+}
+
+/** [start, end) of each run of blocks of `bytes` that are not all zeros. */
+function dataRuns(bytes: Buffer, blockSize: number): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let at = 0; at < bytes.length; at += blockSize) {
+    const end = Math.min(bytes.length, at + blockSize);
+    if (isZero(bytes.subarray(at, end))) continue;
+    const prev = runs[runs.length - 1];
+    if (prev && prev[1] === at) prev[1] = end;
+    else runs.push([at, end]);
+  }
+  return runs;
 }
 
 function shortSegment(key: string, range: { offset: number; length: number }): FerryError {

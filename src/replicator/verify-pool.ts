@@ -3,13 +3,17 @@
  * threads, so that a launch reading a snapshot hashes while the main thread
  * reads and writes (BLAKE3 is the largest CPU cost of a launch: 4 GiB of it
  * is 1–4 s of one core on these machines). Only blocks in shared memory go to
- * a worker (they are hashed in place, never copied); others are hashed here.
- * Workers do not keep the process alive while idle.
+ * a worker (they are hashed in place); others are hashed here. A launch also
+ * has the worker copy the verified blocks into the image writer's aligned
+ * (shared) buffers in the same pass (`check` with a target), so its main
+ * thread touches no byte of the disk. Workers do not keep the process alive
+ * while idle.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { FerryError } from "../lib/errors.ts";
 import { blake3Of } from "../wire/index.ts";
+import { checkBlocks, type BlockCheck } from "./verify-blocks.ts";
 
 export interface VerifyTask {
   id: number;
@@ -19,18 +23,22 @@ export interface VerifyTask {
   blockSize: number;
   /** The recorded hash of each block, 32 bytes each. */
   hashes: Uint8Array;
+  /** Where to copy the verified blocks that are not zeros (same offsets as the data). */
+  target?: { memory: SharedArrayBuffer; offset: number; length: number };
 }
 
 export interface VerifyReply {
   id: number;
   /** Index of the first block whose hash differs, or -1. */
   bad: number;
+  /** With a target: the ranges copied (see BlockCheck). */
+  runs?: [number, number][];
   error?: string;
 }
 
 interface Slot {
   worker: Worker;
-  pending: Map<number, { resolve(bad: number): void; reject(err: Error): void }>;
+  pending: Map<number, { resolve(r: BlockCheck): void; reject(err: Error): void }>;
   dead: boolean;
 }
 
@@ -58,17 +66,50 @@ export class VerifyPool {
   async firstBadBlock(data: Buffer, blockSize: number, hashes: Buffer): Promise<number> {
     if (!(data.buffer instanceof SharedArrayBuffer) || this.closed)
       return firstBadBlock(data, blockSize, hashes);
+    return (await this.post(data, blockSize, hashes)).bad;
+  }
+
+  /**
+   * Checks `data` against `hashes` and copies the blocks that are not zeros
+   * to the same offsets of `target` (at least `data.length` long), on a
+   * worker when both are in shared memory, else on this thread.
+   */
+  async check(data: Buffer, blockSize: number, hashes: Buffer, target: Buffer): Promise<BlockCheck> {
+    if (target.length < data.length)
+      throw new FerryError("BAD_RANGE", `a ${target.length}-byte target cannot take ${data.length} bytes`, {
+        kind: "internal",
+      });
+    if (
+      !(data.buffer instanceof SharedArrayBuffer) ||
+      !(target.buffer instanceof SharedArrayBuffer) ||
+      this.closed
+    )
+      return checkBlocks(data, blockSize, hashes, blake3Of, target);
+    return this.post(data, blockSize, hashes, {
+      memory: target.buffer,
+      offset: target.byteOffset,
+      length: data.length,
+    });
+  }
+
+  private post(
+    data: Buffer,
+    blockSize: number,
+    hashes: Buffer,
+    target?: VerifyTask["target"],
+  ): Promise<BlockCheck> {
     const slot = this.pick();
     const id = this.nextId++;
     const task: VerifyTask = {
       id,
-      memory: data.buffer,
+      memory: data.buffer as SharedArrayBuffer,
       offset: data.byteOffset,
       length: data.length,
       blockSize,
       hashes: new Uint8Array(hashes),
+      ...(target ? { target } : {}),
     };
-    const p = new Promise<number>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
+    const p = new Promise<BlockCheck>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
     slot.worker.ref();
     slot.worker.postMessage(task);
     return p;
@@ -93,7 +134,7 @@ export class VerifyPool {
         p.reject(
           new FerryError("VERIFY_FAILED", `block verification failed: ${m.error}`, { kind: "internal" }),
         );
-      else p.resolve(m.bad);
+      else p.resolve({ bad: m.bad, runs: m.runs ?? [] });
     });
     const die = (why: string) => {
       if (slot.dead) return;
