@@ -8,7 +8,10 @@
  * Node has no aligned allocation, but a WebAssembly memory is mapped by V8's
  * page allocator, so it starts on a page boundary. One memory (an arena) is
  * cut into equal slots; an arena is kept for the next writer, because fresh
- * memory is slow to touch for the first time on these VMs.
+ * memory is slow to touch for the first time on these VMs. The memory is
+ * shared (a SharedArrayBuffer), so the verify worker of a launch copies the
+ * verified blocks straight into it; where shared memory cannot be had, an
+ * unshared one is used and the copy stays on the writer's thread.
  */
 
 /** Buffers whose first byte is on a page boundary, all `slotBytes` long. */
@@ -21,7 +24,9 @@ const PAGE_64K = 64 * 1024;
 
 /** The one part of WebAssembly used here (the project's type libraries do not declare it). */
 interface WasmMemoryApi {
-  Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer };
+  Memory: new (d: { initial: number; maximum: number; shared?: boolean }) => {
+    buffer: ArrayBuffer | SharedArrayBuffer;
+  };
 }
 const wasm = (globalThis as { WebAssembly?: WasmMemoryApi }).WebAssembly;
 const spare: AlignedArena[] = [];
@@ -37,12 +42,16 @@ export function takeArena(count: number, slotBytes: number): AlignedArena | unde
   if (i >= 0) return spare.splice(i, 1)[0];
   if (slotBytes % PAGE_64K !== 0 || !wasm) return undefined;
   const pages = (count * slotBytes) / PAGE_64K;
-  let memory: { buffer: ArrayBuffer };
-  try {
-    memory = new wasm.Memory({ initial: pages, maximum: pages });
-  } catch {
-    return undefined;
+  let memory: { buffer: ArrayBuffer | SharedArrayBuffer } | undefined;
+  for (const shared of [true, false]) {
+    try {
+      memory = new wasm.Memory({ initial: pages, maximum: pages, shared });
+      break;
+    } catch {
+      // no shared memory here (or no room): try the next kind
+    }
   }
+  if (!memory) return undefined;
   const all = Buffer.from(memory.buffer);
   const slots = Array.from({ length: count }, (_, k) => all.subarray(k * slotBytes, (k + 1) * slotBytes));
   return { slots, slotBytes };

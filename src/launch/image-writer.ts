@@ -8,11 +8,13 @@
  * (fresh page-cache pages are slow to fault in on these VMs; a 4 GiB launch
  * spent 4.3–13.3 s in the kernel) and leave the whole image to flush at the
  * end; O_DIRECT writes of 4 MiB from page-aligned buffers stream at the
- * disk's rate for ~0.15 s of kernel time per GiB (`dd oflag=direct`). Each
- * chunk is copied once into an aligned buffer: the snapshot's bytes sit after
- * record headers in its segments, so the read buffers are never aligned for a
- * write. `put` returns once the chunk is copied, so the reader's buffer goes
- * back at once while the write proceeds.
+ * disk's rate for ~0.15 s of kernel time per GiB (`dd oflag=direct`). The
+ * snapshot's bytes sit after record headers in its segments, so the read
+ * buffers are never aligned for a write: each chunk is copied once into an
+ * aligned buffer. `fill` lends that buffer to the reader, whose verify worker
+ * copies the blocks into it as it hashes them (the buffers are shared
+ * memory), so the calling thread touches no byte; `put` copies here, for
+ * readers that only lend their bytes.
  *
  * Where O_DIRECT is refused (at open, or EINVAL on a write: a filesystem or
  * device with other alignment rules), and for the unaligned tail of a disk,
@@ -30,22 +32,42 @@ export interface ImageWriterOptions {
   blockSize: number;
   /** Write with O_DIRECT where the filesystem allows it. @default true */
   direct?: boolean;
-  /** O_DIRECT writes in flight (one aligned buffer each). @default 3 */
+  /** Writes in flight. @default 3 */
   writesInFlight?: number;
-  /** Size of an aligned buffer; larger chunks are written in pieces of it. @default 4 MiB */
+  /**
+   * Buffers, each held by a chunk from the time `fill` takes it until its
+   * write ends: the writes in flight plus the reads filling buffers.
+   * @default writesInFlight + 4
+   */
+  buffers?: number;
+  /** Size of a buffer; larger chunks are written in pieces of it. @default 4 MiB */
   bufferBytes?: number;
 }
+
+/** Fills `slot[0, length)` and resolves with the [start, end) ranges that hold data, in order. */
+export type SlotFiller = (slot: Buffer) => Promise<[number, number][]>;
 
 export interface ImageWriter {
   /** Whether data is being written with O_DIRECT (false after a fallback). */
   readonly direct: boolean;
   /** Bytes written so far (zero blocks left as holes are not counted). */
   readonly dataBytes: number;
+  /** Of those, bytes written with O_DIRECT. */
+  readonly directBytes: number;
+  /** Size of the buffers `fill` lends. */
+  readonly bufferBytes: number;
   /**
    * Takes the verified bytes at `offset`. Resolves once `bytes` may be reused
    * (copied to an aligned buffer, or written); throws the first failed write.
    */
   put(offset: number, bytes: Buffer): Promise<void>;
+  /**
+   * Lends a buffer (page-aligned, in shared memory where the runtime allows)
+   * to `filler` for the `length` bytes at `offset` (at most `bufferBytes`),
+   * then writes the ranges it reports. Resolves once the filler is done and
+   * the write is queued; throws the filler's error or the first failed write.
+   */
+  fill(offset: number, length: number, filler: SlotFiller): Promise<void>;
   /** Waits for every write, then syncs the file (data and metadata). */
   finish(): Promise<void>;
   /** Waits for the writes in flight, whatever their outcome, and closes the file. */
@@ -83,6 +105,20 @@ async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<
   }
 }
 
+/** A counting gate: at most `n` holders at once. */
+function createGate(n: number): { enter(): Promise<void>; leave(): void } {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return {
+    enter: () => (free > 0 ? (free--, Promise.resolve()) : new Promise<void>((r) => waiting.push(r))),
+    leave: () => {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    },
+  };
+}
+
 /** Creates `path` (it must not exist) as a sparse file of `size` bytes and returns its writer. */
 export async function createImageWriter(
   path: string,
@@ -91,12 +127,14 @@ export async function createImageWriter(
 ): Promise<ImageWriter> {
   const block = Math.max(1, o.blockSize);
   const bufferBytes = o.bufferBytes ?? 4 << 20;
+  const writesInFlight = Math.max(1, o.writesInFlight ?? 3);
+  const bufferCount = Math.max(writesInFlight, o.buffers ?? writesInFlight + 4);
   const plain = await open(path, "wx", 0o600);
   let directFh: FileHandle | undefined;
   let arena: AlignedArena | undefined;
   try {
     await plain.truncate(size);
-    if (o.direct !== false) arena = takeArena(Math.max(1, o.writesInFlight ?? 3), bufferBytes);
+    if (o.direct !== false) arena = takeArena(bufferCount, bufferBytes);
     if (arena) directFh = await openDirect(path);
   } catch (err) {
     if (arena) returnArena(arena);
@@ -108,25 +146,29 @@ export async function createImageWriter(
     arena = undefined;
   }
 
-  const free = arena ? [...arena.slots] : [];
+  /** Aligned buffers, or (through the page cache) shared ones made when `fill` first needs them. */
+  let free: Buffer[] | undefined = arena ? [...arena.slots] : undefined;
   const waiting: ((slot: Buffer) => void)[] = [];
+  const gate = createGate(writesInFlight);
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
   let direct = directFh !== undefined;
   let dataBytes = 0;
+  let directBytes = 0;
   let closed = false;
 
   const takeSlot = (): Promise<Buffer> => {
+    free ??= Array.from({ length: bufferCount }, () => Buffer.from(new SharedArrayBuffer(bufferBytes)));
     const slot = free.pop();
     return slot ? Promise.resolve(slot) : new Promise((resolve) => waiting.push(resolve));
   };
   const giveSlot = (slot: Buffer): void => {
     const next = waiting.shift();
     if (next) next(slot);
-    else free.push(slot);
+    else free!.push(slot);
   };
 
-  /** One run at `position` from an aligned buffer: O_DIRECT for its aligned part, the page cache for the rest. */
+  /** One run at `position` from a buffer: O_DIRECT for its aligned part, the page cache for the rest. */
   const writeRun = async (slot: Buffer, start: number, end: number, position: number): Promise<void> => {
     let at = start;
     if (direct && directFh && position % ALIGN === 0 && start % ALIGN === 0) {
@@ -140,11 +182,9 @@ export async function createImageWriter(
             start + aligned - at,
             position + at - start,
           );
-          if (bytesWritten === 0 || bytesWritten % ALIGN !== 0) {
-            at += bytesWritten;
-            break;
-          }
           at += bytesWritten;
+          directBytes += bytesWritten;
+          if (bytesWritten === 0 || bytesWritten % ALIGN !== 0) break;
         }
       } catch (err) {
         if (systemErrorCode(err) !== "EINVAL") throw err;
@@ -159,6 +199,37 @@ export async function createImageWriter(
     if (closed) throw new Error("the image writer is closed");
   };
 
+  /** Writes `runs` of `slot` at `offset` in the background (a few at once) and then gives the slot back. */
+  const submit = (slot: Buffer, offset: number, runs: [number, number][]): void => {
+    const p = (async () => {
+      await gate.enter();
+      try {
+        for (const [a, b] of runs) {
+          if (failure !== undefined) break;
+          await writeRun(slot, a, b, offset + a);
+          dataBytes += b - a;
+        }
+      } catch (err) {
+        failure ??= err;
+      } finally {
+        gate.leave();
+        giveSlot(slot);
+      }
+    })();
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  };
+
+  /** A free buffer, once one is; throws (after giving it back) if the writer failed or closed meanwhile. */
+  const slotFor = async (): Promise<Buffer> => {
+    const slot = await takeSlot();
+    if (failure !== undefined || closed) {
+      giveSlot(slot);
+      check();
+    }
+    return slot;
+  };
+
   return {
     get direct() {
       return direct;
@@ -166,6 +237,10 @@ export async function createImageWriter(
     get dataBytes() {
       return dataBytes;
     },
+    get directBytes() {
+      return directBytes;
+    },
+    bufferBytes,
     async put(offset, bytes) {
       check();
       if (!arena) {
@@ -186,27 +261,25 @@ export async function createImageWriter(
           for (const [a, b] of runs) dataBytes += b - a;
           continue;
         }
-        const slot = await takeSlot();
-        if (failure !== undefined || closed) {
-          giveSlot(slot);
-          check();
-        }
+        const slot = await slotFor();
         for (const [a, b] of runs) part.copy(slot, a, a, b);
-        const p = (async () => {
-          try {
-            for (const [a, b] of runs) {
-              await writeRun(slot, a, b, offset + from + a);
-              dataBytes += b - a;
-            }
-          } catch (err) {
-            failure ??= err;
-          } finally {
-            giveSlot(slot);
-          }
-        })();
-        inFlight.add(p);
-        void p.finally(() => inFlight.delete(p));
+        submit(slot, offset + from, runs);
       }
+    },
+    async fill(offset, length, filler) {
+      check();
+      if (length > bufferBytes)
+        throw new Error(`a ${length}-byte chunk does not fit the image writer's ${bufferBytes}-byte buffers`);
+      const slot = await slotFor();
+      let runs: [number, number][];
+      try {
+        runs = await filler(slot.subarray(0, length));
+      } catch (err) {
+        giveSlot(slot);
+        throw err;
+      }
+      if (runs.length) submit(slot, offset, runs);
+      else giveSlot(slot);
     },
     async finish() {
       while (inFlight.size) await Promise.all([...inFlight]);

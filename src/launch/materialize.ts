@@ -3,11 +3,14 @@
  * all-zero blocks stay holes, data is read through the snapshot reader (every
  * block checked against its hash) with a few reads in flight while earlier
  * ones are written. The snapshot is only read; a damaged block fails the
- * whole disk (the caller removes the file) — never wrong bytes. Readers that
- * lend their bytes (`readWith`: the staging store reads with O_DIRECT into
- * reused buffers and verifies on a worker thread) are copied once, into the
- * image writer's aligned buffers, which it writes with O_DIRECT
- * (image-writer.ts); the lent buffer goes back as soon as it is copied.
+ * whole disk (the caller removes the file) — never wrong bytes. Each chunk
+ * is copied once, into one of the image writer's aligned buffers, which it
+ * writes with O_DIRECT (image-writer.ts). Readers that read into a buffer
+ * (`readInto`: the staging store reads with O_DIRECT into reused buffers,
+ * and its verify worker hashes each block and copies it into the image
+ * buffer in one pass) leave this thread no byte to touch; readers that lend
+ * their bytes (`readWith`) are copied here, and the lent buffer goes back as
+ * soon as it is copied.
  */
 import type { SnapshotReader } from "../model/staging.ts";
 import { FerryError } from "../lib/errors.ts";
@@ -41,6 +44,7 @@ export async function materializeDisk(
   const readsInFlight = Math.max(1, o.readsInFlight ?? 4);
   const image = await createImageWriter(path, size, {
     bufferBytes: chunk,
+    buffers: (o.image?.writesInFlight ?? 3) + readsInFlight,
     ...o.image,
     blockSize: block,
   });
@@ -56,11 +60,16 @@ export async function materializeDisk(
         );
       return image.put(offset, buf);
     };
-    // Lent bytes (no allocation per chunk) when the reader can; a copy otherwise.
-    const write = (offset: number, length: number): Promise<void> =>
-      reader.readWith
+    // Into the image's buffer, or lent bytes (no allocation per chunk), when the reader can; a copy otherwise.
+    const write = (offset: number, length: number): Promise<void> => {
+      if (reader.readInto && length <= image.bufferBytes) {
+        const readInto = reader.readInto.bind(reader);
+        return image.fill(offset, length, (slot) => readInto(offset, length, slot));
+      }
+      return reader.readWith
         ? reader.readWith(offset, length, (buf) => put(offset, length, buf))
         : reader.read(offset, length).then((buf) => put(offset, length, buf));
+    };
     for await (const ext of reader.extents()) {
       if (ext.zero) continue;
       for (let off = ext.offset; off < ext.offset + ext.length; off += chunk) {
