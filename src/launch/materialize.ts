@@ -30,6 +30,8 @@ export interface MaterializeResult {
   dataBytes: number;
   /** Whether the image was written with O_DIRECT throughout. */
   direct: boolean;
+  /** Bytes written with O_DIRECT (the rest of dataBytes went through the page cache). */
+  directBytes: number;
 }
 
 export async function materializeDisk(
@@ -87,5 +89,5 @@ export async function materializeDisk(
     await Promise.allSettled(pending);
     await image.close();
   }
-  return { bytes: size, dataBytes: image.dataBytes, direct: image.direct };
+  return { bytes: size, dataBytes: image.dataBytes, direct: image.direct, directBytes: image.directBytes };
 }
