@@ -16,7 +16,11 @@ import type { DirtyExtent } from "./tracker/index.ts";
 const KiB = 1024;
 
 export interface ExtentSenderOptions {
-  /** Reads in flight at once. @default 8 */
+  /**
+   * Reads in flight at once. They run on libuv's thread pool, which bin/ferry
+   * sizes to match for the agent (32 threads): with 4 reads at a time the loop
+   * spent most of a turn waiting for the disk. @default 32
+   */
   readsInFlight?: number;
   /** Largest read (and so largest DATA frame). @default 1 MiB */
   spanBytes?: number;
@@ -28,7 +32,7 @@ export interface ExtentSenderOptions {
 
 export function resolveExtentSenderOptions(o: ExtentSenderOptions = {}): Required<ExtentSenderOptions> {
   return {
-    readsInFlight: o.readsInFlight ?? 8,
+    readsInFlight: o.readsInFlight ?? 32,
     spanBytes: o.spanBytes ?? 1024 * KiB,
     readGapBytes: o.readGapBytes ?? 64 * KiB,
     queueBytes: o.queueBytes ?? 4096 * KiB,

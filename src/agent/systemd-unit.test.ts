@@ -44,3 +44,21 @@ test("bin/ferry starts replicator commands with a larger initial heap, and the v
   const none = await execArgvOf(launcher, ["replicator", "--help"], { FERRY_REPLICATOR_NODE_FLAGS: "" });
   assert.ok(!none.some((f) => f.startsWith("--initial-heap")));
 });
+
+test("bin/ferry gives agent commands a thread pool for 32 reads at once, unless UV_THREADPOOL_SIZE is set", async () => {
+  const launcher = join(ROOT, "bin", "ferry");
+  const PRINT_POOL = `data:text/javascript;base64,${Buffer.from(
+    'process.stderr.write("POOL " + String(process.env.UV_THREADPOOL_SIZE) + "\\n");',
+  ).toString("base64")}`;
+  const pool = async (args: string[], env: NodeJS.ProcessEnv) => {
+    const base = { ...process.env };
+    delete base.UV_THREADPOOL_SIZE;
+    const { stderr } = await run(launcher, args, {
+      env: { ...base, ...env, NODE_OPTIONS: `--import=${PRINT_POOL}` },
+    });
+    return /^POOL (.*)$/m.exec(stderr)?.[1];
+  };
+  assert.equal(await pool(["agent", "--help"], {}), "32");
+  assert.equal(await pool(["agent", "--help"], { UV_THREADPOOL_SIZE: "8" }), "8");
+  assert.equal(await pool(["replicator", "--help"], {}), "undefined");
+});
