@@ -41,3 +41,15 @@ test("the free memory kept is bounded; the rest is left to the garbage collector
   for (const b of lent) pool.release(b);
   assert.equal(pool.idleBytes, 1024 * KiB);
 });
+
+test("memory is shared (for worker threads) only when asked; either kind is reused and copies in", () => {
+  for (const shared of [false, true]) {
+    const pool = new FramePool({ shared });
+    const a = pool.allocate(300 * KiB);
+    assert.equal(a.buffer instanceof SharedArrayBuffer, shared);
+    Buffer.alloc(300 * KiB, 7).copy(a);
+    assert.equal(a[300 * KiB - 1], 7);
+    pool.release(a);
+    assert.equal(pool.allocate(300 * KiB).buffer, a.buffer);
+  }
+});

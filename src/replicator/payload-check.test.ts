@@ -55,7 +55,7 @@ test("a zstd payload is decompressed within its declared length and checked", ()
 
 test("on worker threads: shared payloads are checked in place, damage is found, zstd output comes back", async () => {
   const checker = createPayloadChecker(1);
-  const pool = new FramePool();
+  const pool = new FramePool({ shared: true });
   try {
     const data = randomBytes(16 * HBS);
     const good = inShared(pool, data);

@@ -198,9 +198,10 @@ export async function startReplicator(options: ReplicatorOptions): Promise<Repli
     },
   });
   const catalog = new StoreCatalog(store, { takeSnapshot: (id, o) => scheduler.takeSnapshot(id, o) });
-  // Shared by the sessions: memory for large frames, reused across connections.
-  const frames = new FramePool();
   const payloads = createPayloadChecker(resolveVerifyWorkers(options.verifyWorkers));
+  // Shared by the sessions: memory for large frames, reused across connections; shared memory
+  // only when worker threads check payloads (copying into it is slower).
+  const frames = new FramePool({ shared: payloads.workers > 0 });
   const holding = new Set<Session>();
   const budget = {
     budgetBytes: options.pendingBudgetBytes ?? 256 * 1024 * 1024,
