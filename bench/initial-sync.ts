@@ -349,6 +349,9 @@ async function main(): Promise<void> {
       ferryRunsMBps: fs.map((f) => Math.round(f.rate)),
       ferrySyncSeconds: Number(median(fs.map((f) => f.seconds)).toFixed(2)),
       ferryAgentCpuSeconds: Number(median(fs.map((f) => f.cpuSeconds)).toFixed(2)),
+      // Each run's CPU too: on a shared machine a median alone hides how far they spread.
+      ferryRunsAgentCpuSeconds: fs.map((f) => Number(f.cpuSeconds.toFixed(2))),
+      ferryRunsReplicatorCpuSeconds: fs.map((f) => Number(f.replicatorCpuSeconds.toFixed(2))),
       ferryAgentMaxRssMiB: Math.max(...fs.map((f) => f.maxRssMiB)),
       ferryReplicatorCpuSeconds: Number(median(fs.map((f) => f.replicatorCpuSeconds)).toFixed(2)),
       ferryWireBytes: last.wireBytes,
@@ -400,7 +403,7 @@ async function main(): Promise<void> {
         `  ${s.variant.padEnd(12)}  ${String(s.ferryMBps).padStart(6)} MB/s   ${s.ferryVsDirect}× direct read, ${s.ferryVsRsync}× rsync   [${s.agentArgs}]`,
       );
       console.log(
-        `                agent ${s.ferryAgentCpuSeconds.toFixed(1)} CPU s, replicator ${s.ferryReplicatorCpuSeconds.toFixed(1)} CPU s, peak RSS ${s.ferryAgentMaxRssMiB} MiB; wire ${(s.ferryWireBytes / GiB).toFixed(2)} GiB; zstd ${s.compressionRatio.toFixed(2)}×; runs ${s.ferryRunsMBps.join(", ")} MB/s`,
+        `                agent ${s.ferryAgentCpuSeconds.toFixed(1)} CPU s, replicator ${s.ferryReplicatorCpuSeconds.toFixed(1)} CPU s (runs ${s.ferryRunsReplicatorCpuSeconds.join(", ")}), peak RSS ${s.ferryAgentMaxRssMiB} MiB; wire ${(s.ferryWireBytes / GiB).toFixed(2)} GiB; zstd ${s.compressionRatio.toFixed(2)}×; runs ${s.ferryRunsMBps.join(", ")} MB/s`,
       );
     }
     if (result.ceiling) {
