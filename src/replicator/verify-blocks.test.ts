@@ -5,7 +5,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { blake3Of, blockHashes } from "../wire/index.ts";
 import { checkBlocks } from "./verify-blocks.ts";
 import { VerifyPool } from "./verify-pool.ts";
@@ -64,5 +69,30 @@ test("VerifyPool.check: the same on a worker (shared memory) as on this thread",
     await assert.rejects(pool.check(sample(true), BS, Buffer.alloc(0), Buffer.alloc(BS)), /cannot take/);
   } finally {
     await pool.close();
+  }
+});
+
+test("a pool of two workers used one task at a time lets the process exit (its second worker idle)", async () => {
+  const script = `
+    import { VerifyPool } from ${JSON.stringify(new URL("./verify-pool.ts", import.meta.url).href)};
+    import { blockHashes } from ${JSON.stringify(new URL("../wire/index.ts", import.meta.url).href)};
+    const pool = new VerifyPool(2);
+    const data = Buffer.from(new SharedArrayBuffer(4 * ${BS})).fill(3);
+    const h = blockHashes(data, ${BS});
+    for (let i = 0; i < 3; i++) await pool.firstBadBlock(data, ${BS}, h);
+    console.log("verified");
+  `;
+  // A file, not --eval: the workers would inherit --input-type.
+  const dir = await mkdtemp(join(tmpdir(), "ferry-verify-pool-"));
+  try {
+    await writeFile(join(dir, "pool.mjs"), script);
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--disable-warning=ExperimentalWarning", join(dir, "pool.mjs")],
+      { timeout: 20_000 },
+    );
+    assert.equal(stdout.trim(), "verified");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -124,14 +124,19 @@ export class VerifyPool {
 
   private pick(): Slot {
     for (let i = this.slots.length - 1; i >= 0; i--) if (this.slots[i]!.dead) this.slots.splice(i, 1);
-    if (this.slots.length < this.size) this.slots.push(this.spawn());
+    const idle = this.slots.find((s) => s.pending.size === 0);
+    if (idle) return idle;
+    if (this.slots.length < this.size) {
+      const slot = this.spawn();
+      this.slots.push(slot);
+      return slot;
+    }
     return this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
   }
 
   private spawn(): Slot {
     const worker = new Worker(new URL("./verify-worker.ts", import.meta.url));
     const slot: Slot = { worker, pending: new Map(), dead: false };
-    worker.unref();
     worker.on("message", (m: VerifyReply) => {
       const p = slot.pending.get(m.id);
       if (!p) return;
@@ -154,6 +159,8 @@ export class VerifyPool {
     };
     worker.on("error", (err) => die(err.message));
     worker.on("exit", (code) => die(`exit code ${code}`));
+    // After the listeners: a worker unreferenced before them keeps the process alive.
+    worker.unref();
     return slot;
   }
 
