@@ -142,6 +142,23 @@ export class ExtentSender {
     // A span's bytes are reported once a flush that began after its frames were queued has ended.
     let sending: Promise<void> = Promise.resolve();
     let queued = 0;
+    // One flush for the spans whose reads completed in the same turn of the event loop (setImmediate
+    // runs after them): their frames leave in one batch rather than a write per span.
+    let unflushed = 0;
+    let flushSoon: NodeJS.Immediate | undefined;
+    const chainFlush = () => {
+      clearImmediate(flushSoon);
+      flushSoon = undefined;
+      const bytes = unflushed;
+      if (!bytes) return;
+      unflushed = 0;
+      sending = sending.then(async () => {
+        await s.flushPending(0);
+        queued -= bytes;
+        onSent?.(bytes);
+      });
+      sending.catch(() => {}); // awaited below; a lost connection is also found by s.check()
+    };
     try {
       while (startRead());
       while (reads.length) {
@@ -165,17 +182,18 @@ export class ExtentSender {
         free.push(buf);
         startRead();
         queued += bytes;
-        sending = sending.then(async () => {
-          await s.flushPending(0);
-          queued -= bytes;
-          onSent?.(bytes);
-        });
-        sending.catch(() => {}); // awaited below; a lost connection is also found by s.check()
+        unflushed += bytes;
+        flushSoon ??= setImmediate(chainFlush);
         // Bounded: past `queueBytes` waiting for the socket, the reads wait too.
-        if (queued > this.o.queueBytes) await sending;
+        if (queued > this.o.queueBytes) {
+          chainFlush();
+          await sending;
+        }
       }
+      chainFlush();
       await sending;
     } finally {
+      clearImmediate(flushSoon);
       await sending.catch(() => {});
       // Outstanding reads finish before their buffers can be reused.
       await Promise.allSettled(reads);
