@@ -11,7 +11,7 @@
  * none` so that the marker's bytes are stored as they are.
  *
  *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--block-size N]
- *        [--agent-node-options=...] [--loop-direct-io] [--iodepth N] [--fresh-file] [--json]
+ *        [--agent-node-options=...] [--loop-direct-io] [--iodepth N] [--fresh-file] [--staging DIR] [--json]
  *
  * The agent runs through bin/ferry, which sets its young generation
  * (`--max-semi-space-size=2`); `FERRY_AGENT_NODE_FLAGS=` (empty) in the
@@ -48,6 +48,8 @@ const { values } = parseArgs({
     "loop-direct-io": { type: "boolean", default: false },
     /** Leave fio.dat to fio (fallocated: the first write to each block also converts its ext4 extent). */
     "fresh-file": { type: "boolean", default: false },
+    /** Where the replicator keeps its staging store (default: beside the source disk's image). */
+    staging: { type: "string" },
     /** fio's queue depth: 1 is psync (one write at a time), more is libaio with that many in flight. */
     iodepth: { type: "string", default: "1" },
   },
@@ -110,6 +112,29 @@ if (file && isMainThread) {
 }`;
 const MEMLOG_URL = `data:text/javascript;base64,${Buffer.from(MEMLOG_SOURCE).toString("base64")}`;
 
+/**
+ * The disk's own stalls, measured beside the load: a 4 KiB O_DIRECT read of the source disk's
+ * image file (the disk under the loop device and the staging store) every 100 ms, from its own
+ * process; prints "start-time-ms latency-ms" lines. A marker late by a stall of the disk
+ * itself is not the pipeline's delay.
+ */
+const DISK_PROBE_SOURCE = `
+const { openSync, readSync, constants } = require("node:fs");
+const fd = openSync(process.argv[1], constants.O_RDONLY | constants.O_DIRECT);
+const slab = Buffer.allocUnsafeSlow(3 * 4096);
+let off = 0;
+for (; off < 4096; off += 16) { try { readSync(fd, slab, off, 4096, 0); break; } catch {} }
+const buf = slab.subarray(off, off + 4096);
+const blocks = Math.max(1, Math.floor(Number(process.argv[2]) / 4096));
+const tick = () => {
+  const at = Date.now();
+  const t = performance.now();
+  readSync(fd, buf, 0, 4096, Math.floor(Math.random() * blocks) * 4096);
+  process.stdout.write(at + " " + (performance.now() - t).toFixed(1) + "\\n");
+  setTimeout(tick, 100);
+};
+tick();`;
+
 interface MemorySample {
   t: number;
   rss: number;
@@ -163,7 +188,12 @@ function jsonLines(child: ChildProcess, onLine: (v: Record<string, unknown>) => 
  */
 class AppendFollower {
   private readonly dir: string;
-  private readonly files = new Map<string, { fh: FileHandle; pos: number; tail: Buffer }>();
+  /**
+   * By inode, not by name: the store renames a segment when it seals it (`….open` → its final
+   * name), and reading the renamed file again from its start (~300 MB at 20 MB/s of 4 KiB
+   * writes) took the probe a second or more, every time a segment was sealed.
+   */
+  private readonly files = new Map<number, { fh: FileHandle; pos: number; tail: Buffer }>();
   private readonly buf = Buffer.alloc(4 * 1024 * 1024);
   constructor(dir: string) {
     this.dir = dir;
@@ -173,15 +203,20 @@ class AppendFollower {
     const entries = await readdir(this.dir, { recursive: true }).catch(() => [] as string[]);
     for (const rel of entries) {
       const path = join(this.dir, rel);
-      let f = this.files.get(path);
+      const st = await stat(path).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      let f = this.files.get(st.ino);
+      // Smaller than what was read of it: the inode is another file's now (the first was deleted).
+      if (f && st.size < f.pos) {
+        await f.fh.close();
+        f = undefined;
+      }
       if (!f) {
-        const st = await stat(path).catch(() => undefined);
-        if (!st?.isFile()) continue;
         // Temporary files come and go (written, then renamed into place).
         const fh = await open(path, "r").catch(() => undefined);
         if (!fh) continue;
         f = { fh, pos: 0, tail: Buffer.alloc(0) };
-        this.files.set(path, f);
+        this.files.set(st.ino, f);
       }
       for (;;) {
         const buf = this.buf;
@@ -205,6 +240,10 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
   await rm(work, { recursive: true, force: true });
   await mkdir(join(work, "mnt"), { recursive: true });
   const image = join(work, "disk.img");
+  // The replicator's staging store: beside the source disk by default (one disk serves both), or
+  // elsewhere (--staging: a replicator's staging volumes are not the source server's disk).
+  const staging = values.staging ? join(values.staging, tracker) : join(work, "staging");
+  await rm(staging, { recursive: true, force: true });
   const fioFile = ["--name=load", `--filename=${join(work, "mnt", "fio.dat")}`, "--size=512M"];
   await timed("truncate", ["-s", "2G", image]);
   const loop = (
@@ -232,7 +271,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     // Replicator.
     const rep = spawn(
       FERRY,
-      ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", join(work, "staging")],
+      ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging],
       {
         stdio: ["ignore", "pipe", "ignore"],
       },
@@ -327,7 +366,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     const nonce = randomBytes(4096);
     await marker.write(nonce, 0, 4096, 0);
     await marker.datasync();
-    const replica = new AppendFollower(join(work, "staging"));
+    const replica = new AppendFollower(staging);
     await replica.contains(Buffer.alloc(0)); // reads what is there already
 
     const cpu0 = await cpuSeconds(agent.pid!);
@@ -338,6 +377,23 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     const repCpu0 = await cpuSeconds(rep.pid!);
     measuring = true;
     const continuousFrom = Date.now();
+    const probe = spawn(process.execPath, ["-e", DISK_PROBE_SOURCE, image, String(2 * 1024 ** 3)], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    children.push(probe);
+    const diskReads: [number, number][] = [];
+    let probeBuf = "";
+    probe.stdout!.on("data", (d: Buffer) => {
+      probeBuf += d.toString();
+      for (let i = probeBuf.indexOf("\n"); i >= 0; i = probeBuf.indexOf("\n")) {
+        const [at, ms] = probeBuf.slice(0, i).split(" ").map(Number);
+        probeBuf = probeBuf.slice(i + 1);
+        diskReads.push([at!, ms!]);
+      }
+    });
+    /** The probe's slowest read that overlapped [from, to] (absolute ms). */
+    const diskStallDuring = (from: number, to: number) =>
+      Math.max(0, ...diskReads.filter(([at, ms]) => at <= to && at + ms >= from).map(([, ms]) => ms));
     const rssAfterSync = await peakRssMiB(agent.pid!);
     const fio = spawn(
       "fio",
@@ -379,6 +435,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       await new Promise((r) => setTimeout(r, 250));
     }
     await fioDone;
+    const loadEnd = Date.now();
+    const loadReads = diskReads.filter(([at]) => at >= continuousFrom && at <= loadEnd);
     const cpuLoad = (await cpuSeconds(agent.pid!)) - cpu0;
     const repCpuLoad = (await cpuSeconds(rep.pid!)) - repCpu0;
     const tracerCpuLoad = tracerPid ? (await cpuSeconds(tracerPid).catch(() => NaN)) - tracerCpu0 : NaN;
@@ -408,13 +466,33 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       seconds,
       writeMBps: Number((fioJson.jobs[0]!.write.bw_bytes / 1e6).toFixed(1)),
       fioIodepth: iodepth,
+      staging,
       loopDirectIo: values["loop-direct-io"]!,
       markers: lags.length,
       lagP50Ms: Math.round(percentile(lags, 50)),
       lagP99Ms: Math.round(percentile(lags, 99)),
       lagMaxMs: Math.round(Math.max(...lags)),
-      /** [ms since the load began, lag ms] of each marker. */
-      lagSeries: lags.map((l, i) => [Math.round(lagAt[i]!), Math.round(l)]),
+      /** [ms since the load began, lag ms, the disk probe's slowest read meanwhile] of each marker. */
+      lagSeries: lags.map((l, i) => [
+        Math.round(lagAt[i]!),
+        Math.round(l),
+        Math.round(diskStallDuring(continuousFrom + lagAt[i]!, continuousFrom + lagAt[i]! + l)),
+      ]),
+      /** The disk probe's reads while fio ran: slowest, p99, and how many took over 500 ms. */
+      diskProbeMaxMs: Math.round(Math.max(0, ...loadReads.map(([, ms]) => ms))),
+      diskProbeP99Ms: Math.round(
+        percentile(
+          loadReads.map(([, ms]) => ms),
+          99,
+        ),
+      ),
+      diskProbeStalls: loadReads.filter(([, ms]) => ms > 500).length,
+      /** Markers over 1 s late, and how many of them waited through a disk stall (a probe read over 500 ms). */
+      lateMarkers: lags.filter((l) => l > 1000).length,
+      lateMarkersInDiskStall: lags.filter(
+        (l, i) =>
+          l > 1000 && diskStallDuring(continuousFrom + lagAt[i]!, continuousFrom + lagAt[i]! + l) > 500,
+      ).length,
       agentCpuCoresUnderLoad: Number((cpuLoad / seconds).toFixed(3)),
       replicatorCpuCoresUnderLoad: Number((repCpuLoad / seconds).toFixed(3)),
       tracerCpuCoresUnderLoad: Number((tracerCpuLoad / seconds).toFixed(3)),
@@ -445,6 +523,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       await timed("umount", [join(work, "mnt")]).catch(() => timed("umount", ["-l", join(work, "mnt")]));
     await timed("losetup", ["-d", loop]).catch(() => {});
     await rm(work, { recursive: true, force: true });
+    await rm(staging, { recursive: true, force: true });
   }
 }
 
@@ -459,6 +538,9 @@ else {
     );
     console.log(
       `  lag p50 ${r.lagP50Ms} ms, p99 ${r.lagP99Ms} ms, max ${r.lagMaxMs} ms   (target P3: p99 ≤ 1000 ms with eBPF)`,
+    );
+    console.log(
+      `  the disk itself (a 4 KiB O_DIRECT read every 100 ms): slowest ${r.diskProbeMaxMs} ms, p99 ${r.diskProbeP99Ms} ms, ${r.diskProbeStalls} reads over 500 ms; markers over 1 s late: ${r.lateMarkers}, ${r.lateMarkersInDiskStall} of them during such a stall`,
     );
     console.log(
       `  tracker gaps ${r.gaps} (lost-events ${r.lostEventGaps}); misses placed ${r.placedMisses}, not placed ${r.unplacedMisses}`,
