@@ -28,8 +28,8 @@ test("the unit runs the bundled bin/ferry, which gives every agent command a sma
   const launcher = exec[1]!;
   assert.equal(launcher, join(ROOT, "bin", "ferry"));
   assert.ok((await execArgvOf(launcher, ["agent", "--help"])).includes("--max-semi-space-size=2"));
-  // Only the agent: the replicator and the control plane keep V8's defaults.
-  assert.ok(!(await execArgvOf(launcher, ["replicator", "--help"])).some((f) => f.startsWith("--max-semi")));
+  // Only the agent: the control plane keeps V8's defaults.
+  assert.ok(!(await execArgvOf(launcher, ["server", "--help"])).some((f) => f.startsWith("--max-semi")));
   // An operator can override it.
   const custom = await execArgvOf(launcher, ["agent", "--help"], {
     FERRY_AGENT_NODE_FLAGS: "--max-semi-space-size=4",
@@ -39,7 +39,10 @@ test("the unit runs the bundled bin/ferry, which gives every agent command a sma
 
 test("bin/ferry starts replicator commands with a larger initial heap, and the variable overrides it", async () => {
   const launcher = join(ROOT, "bin", "ferry");
-  assert.ok((await execArgvOf(launcher, ["replicator", "--help"])).includes("--initial-heap-size=128"));
+  const replicator = await execArgvOf(launcher, ["replicator", "--help"]);
+  assert.ok(replicator.includes("--initial-heap-size=128"));
+  // Per-record TLS buffers are freed by young-generation collections rather than full ones.
+  assert.ok(replicator.includes("--max-semi-space-size=2"));
   assert.ok(!(await execArgvOf(launcher, ["agent", "--help"])).some((f) => f.startsWith("--initial-heap")));
   const none = await execArgvOf(launcher, ["replicator", "--help"], { FERRY_REPLICATOR_NODE_FLAGS: "" });
   assert.ok(!none.some((f) => f.startsWith("--initial-heap")));
