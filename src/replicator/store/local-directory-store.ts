@@ -166,7 +166,8 @@ export class LocalDirectoryStore implements ObjectStore {
       const fh = await open(`${target}${OPEN_SUFFIX}`, constants.O_RDWR | constants.O_CREAT, 0o600);
       if (o.truncateTo !== undefined) await fh.truncate(o.truncateTo);
       const size = (await fh.stat()).size;
-      await syncDir(dirname(target));
+      // The directory is synced with the file's first sync, not here: a new segment is opened on
+      // the append path, and a directory fsync on a busy disk held every append behind it.
       return new LocalAppendable(this.root, key, target, fh, size);
     });
   }
@@ -253,6 +254,8 @@ class LocalAppendable implements AppendableObject {
   private readonly root: string;
   private readonly target: string;
   private readonly fh: FileHandle;
+  /** The file's directory entry is durable (synced once, with the first sync). */
+  private dirSynced = false;
 
   constructor(root: string, key: string, target: string, fh: FileHandle, size: number) {
     this.root = root;
@@ -277,8 +280,14 @@ class LocalAppendable implements AppendableObject {
     this.size += total;
   }
 
+  /** Makes what was appended durable, and (the first time) the file's name in its directory. */
   async sync(): Promise<void> {
-    await io(this.root, "sync", this.key, () => this.fh.datasync());
+    await io(this.root, "sync", this.key, async () => {
+      await this.fh.datasync();
+      if (this.dirSynced) return;
+      await syncDir(dirname(this.target));
+      this.dirSynced = true;
+    });
   }
 
   async read(range: ByteRange): Promise<Buffer> {
