@@ -47,8 +47,11 @@ test("the scan tracker finds exactly the blocks that changed against the baselin
     try {
       assert.equal(tracker.gap, undefined, "with a baseline, the first pass covers any downtime");
       await patch(path, 5 * BS + 100, randomBytes(10)); // one block
-      await patch(path, 9 * BS - 1, randomBytes(2)); // straddles blocks 8 and 9
-      await patch(path, 2 * MiB, randomBytes(1)); // a zero block no longer zero
+      // Bytes that surely differ (a random byte equals the old one once in 256 runs).
+      const flipped = (at: number, n: number) =>
+        Buffer.from(content.subarray(at, at + n).map((b) => b ^ 0xff));
+      await patch(path, 9 * BS - 1, flipped(9 * BS - 1, 2)); // straddles blocks 8 and 9
+      await patch(path, 2 * MiB, flipped(2 * MiB, 1)); // a zero block no longer zero
       await patch(path, 20 * BS, content.subarray(20 * BS, 21 * BS)); // rewritten with the same bytes: no change
       await patch(path, size - 1, Buffer.from([content[size - 1]! ^ 1])); // the short last block
       await tracker.settle();
@@ -76,13 +79,14 @@ test("without a baseline the first start is a gap, later changes are found, and 
   const scratch = await createScratch();
   try {
     const path = join(scratch.dir, "disk.img");
-    await writeFile(path, randomBytes(4 * MiB));
+    const disk = randomBytes(4 * MiB);
+    await writeFile(path, disk);
     const stateDir = join(scratch.dir, "state");
     const one = new ScanTracker({ devicePath: path, stateDir, intervalMs: 0 });
     await one.start();
     assert.equal(one.gap?.code, "first-start");
     one.acknowledgeGap();
-    await patch(path, 3 * BS, randomBytes(1));
+    await patch(path, 3 * BS, Buffer.from([disk[3 * BS]! ^ 0xff])); // surely a change
     await one.scanNow();
     one.markDirty([{ offset: 40 * BS + 5, length: 1 }]);
     await one.stop();
