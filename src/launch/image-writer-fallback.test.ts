@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { dataRuns } from "./image-writer.ts";
+import { dataRuns } from "../wire/index.ts";
 import { materializeDisk } from "./materialize.ts";
 import type { SnapshotExtent, SnapshotReader } from "../model/staging.ts";
 import { createImage, createScratch, haveRoot, sh, type Scratch } from "../../test/support/loop.ts";

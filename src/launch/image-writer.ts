@@ -22,6 +22,7 @@
  */
 import { constants, open, type FileHandle } from "node:fs/promises";
 import { systemErrorCode } from "../lib/errors.ts";
+import { dataRuns } from "../wire/index.ts";
 import { returnArena, takeArena, type AlignedArena } from "./aligned-memory.ts";
 
 /** O_DIRECT offsets and lengths are kept to this multiple (any device's logical block fits). */
@@ -72,30 +73,6 @@ export interface ImageWriter {
   finish(): Promise<void>;
   /** Waits for the writes in flight, whatever their outcome, and closes the file. */
   close(): Promise<void>;
-}
-
-const ZERO = Buffer.alloc(64 * 1024);
-
-function isZero(buf: Buffer): boolean {
-  // Compare in 64 KiB slices against one zero buffer: fast, no allocation per block.
-  for (let i = 0; i < buf.length; i += ZERO.length) {
-    const end = Math.min(buf.length, i + ZERO.length);
-    if (!buf.subarray(i, end).equals(ZERO.subarray(0, end - i))) return false;
-  }
-  return true;
-}
-
-/** [start, end) of each run of blocks of `buf` that are not all zeros. */
-export function dataRuns(buf: Buffer, block: number): [number, number][] {
-  const runs: [number, number][] = [];
-  for (let at = 0; at < buf.length; at += block) {
-    const end = Math.min(buf.length, at + block);
-    if (isZero(buf.subarray(at, end))) continue;
-    const last = runs[runs.length - 1];
-    if (last && last[1] === at) last[1] = end;
-    else runs.push([at, end]);
-  }
-  return runs;
 }
 
 async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {

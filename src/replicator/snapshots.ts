@@ -11,7 +11,7 @@
  */
 import { FerryError } from "../lib/errors.ts";
 import type { SnapshotCatalog, SnapshotExtent, SnapshotInfo, SnapshotReader } from "../model/staging.ts";
-import { HASH_BYTES, isZero } from "../wire/index.ts";
+import { HASH_BYTES, dataRuns } from "../wire/index.ts";
 import { sharedVerifyPool } from "./verify-pool.ts";
 import { openStore, type StoreUrlOptions } from "./store/index.ts";
 import type { BlockMap } from "./store/block-map.ts";
@@ -429,19 +429,6 @@ export class StoreSnapshotReader implements SnapshotReader {
     await this.closeReaders();
     this.release();
   }
-}
-
-/** [start, end) of each run of blocks of `bytes` that are not all zeros. */
-function dataRuns(bytes: Buffer, blockSize: number): [number, number][] {
-  const runs: [number, number][] = [];
-  for (let at = 0; at < bytes.length; at += blockSize) {
-    const end = Math.min(bytes.length, at + blockSize);
-    if (isZero(bytes.subarray(at, end))) continue;
-    const prev = runs[runs.length - 1];
-    if (prev && prev[1] === at) prev[1] = end;
-    else runs.push([at, end]);
-  }
-  return runs;
 }
 
 function shortSegment(key: string, range: { offset: number; length: number }): FerryError {

@@ -37,3 +37,16 @@ export function isZero(block: Buffer): boolean {
   }
   return true;
 }
+
+/** [start, end) of each run of `blockSize` blocks of `buf` that are not all zeros (the last block may be short). */
+export function dataRuns(buf: Buffer, blockSize: number): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let at = 0; at < buf.length; at += blockSize) {
+    const end = Math.min(buf.length, at + blockSize);
+    if (isZero(buf.subarray(at, end))) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[1] === at) last[1] = end;
+    else runs.push([at, end]);
+  }
+  return runs;
+}
