@@ -4,8 +4,13 @@
  * agent sent. A pure function: worker threads run it for large payloads
  * (payload-worker.ts), the event loop for small ones.
  */
-import { zstdDecompressSync } from "node:zlib";
-import { Compression, type CompressionCode, blockHashes } from "../wire/index.ts";
+import {
+  Compression,
+  type CompressionCode,
+  type ZstdDecompressor,
+  blockHashes,
+  createZstdDecompressor,
+} from "../wire/index.ts";
 
 export interface PayloadTask {
   payload: Uint8Array;
@@ -24,15 +29,16 @@ function asBuffer(v: Uint8Array): Buffer {
   return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/** One zstd context per thread (each payload worker has its own copy of this module), made at first use. */
+let decompressor: ZstdDecompressor | undefined;
+
 export function checkPayload(t: PayloadTask): PayloadResult {
   let data = asBuffer(t.payload);
   let decompressed: Buffer | undefined;
   if (t.compression === Compression.ZSTD) {
     try {
-      decompressed = zstdDecompressSync(data, {
-        maxOutputLength: t.length,
-        chunkSize: Math.max(64, t.length),
-      });
+      decompressor ??= createZstdDecompressor();
+      decompressed = decompressor.decompress(data, t.length);
     } catch (err) {
       return { ok: false, why: "decompress", message: (err as Error).message };
     }

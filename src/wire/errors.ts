@@ -7,7 +7,8 @@ export type WireErrorCode =
   | "WIRE_BAD_CRC"
   | "WIRE_UNKNOWN_TYPE"
   | "WIRE_BAD_FIELD"
-  | "WIRE_TRAILING_BYTES";
+  | "WIRE_TRAILING_BYTES"
+  | "WIRE_BAD_ZSTD";
 
 /** Malformed input on the data plane: the peer is buggy or the bytes were damaged. */
 export class WireError extends FerryError {

@@ -5,8 +5,14 @@
  * A pure function: the worker threads run it, and so does the event loop when
  * the pool has no workers.
  */
-import { constants as zc, zstdCompressSync } from "node:zlib";
-import { Compression, type CompressionCode, blockHashes, isZero } from "../../wire/index.ts";
+import {
+  Compression,
+  type CompressionCode,
+  type ZstdCompressor,
+  blockHashes,
+  createZstdCompressor,
+  isZero,
+} from "../../wire/index.ts";
 
 /** A block must shrink by at least this much to travel compressed. */
 const MIN_SAVING = 0.1;
@@ -107,21 +113,23 @@ function dataRun(data: Buffer, start: number, end: number, task: ChunkTask, acc:
   return { at: start, length: raw.length, hashes, payload: Buffer.from(raw), compression: Compression.NONE };
 }
 
-/** The compressed bytes when they save at least MIN_SAVING, else undefined. */
+/** One zstd context per thread (each worker has its own copy of this module), made at first use. */
+let compressor: ZstdCompressor | undefined;
+
+/** The compressed bytes (in memory of their own) when they save at least MIN_SAVING, else undefined. */
 function tryCompress(raw: Buffer): Buffer | undefined {
+  compressor ??= createZstdCompressor(1);
   // Random data (encrypted, already compressed) costs zstd as much as text and
   // gains nothing: a sample tells cheaply.
   if (raw.length >= 4 * SAMPLE_BYTES) {
     const sample = raw.subarray(0, SAMPLE_BYTES);
-    if (zstd(sample).length > sample.length * (1 - MIN_SAVING)) return undefined;
+    if (compressor.compress(sample).length > sample.length * (1 - MIN_SAVING)) return undefined;
   }
-  const z = zstd(raw);
-  return z.length <= raw.length * (1 - MIN_SAVING) ? z : undefined;
-}
-
-function zstd(raw: Buffer): Buffer {
-  return zstdCompressSync(raw, {
-    chunkSize: raw.length + 1024,
-    params: { [zc.ZSTD_c_compressionLevel]: 1 },
-  });
+  const z = compressor.compress(raw);
+  if (z.length > raw.length * (1 - MIN_SAVING)) return undefined;
+  // The frame lies in the compressor's memory, which its next call reuses; an
+  // ArrayBuffer of its own is also what a worker transfers without a copy.
+  const own = Buffer.allocUnsafeSlow(z.length);
+  own.set(z);
+  return own;
 }
