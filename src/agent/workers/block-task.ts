@@ -11,7 +11,7 @@ import {
   type ZstdCompressor,
   blockHashes,
   createZstdCompressor,
-  isZero,
+  isZeroRange,
 } from "../../wire/index.ts";
 
 /** A block must shrink by at least this much to travel compressed. */
@@ -74,7 +74,7 @@ export function processChunk(task: ChunkTask): ChunkResult {
   let runStart = -1;
   for (let b = 0; b <= blocks; b++) {
     const at = b * hbs;
-    const isZeroBlock = b < blocks && isZero(data.subarray(at, Math.min(at + hbs, n)));
+    const isZeroBlock = b < blocks && isZeroRange(data, at, Math.min(at + hbs, n));
     if (isZeroBlock) zero[b] = 1;
     if (b === blocks || isZeroBlock) {
       if (runStart >= 0) result.runs.push(dataRun(data, runStart, Math.min(at, n), task, result));
