@@ -113,6 +113,29 @@ for (const direct of [true, false]) {
   });
 }
 
+test("a disk that ends in zeros: the image has the disk's size and its zero tail stays a hole", async () => {
+  const s = await createScratch("ferry-image-writer-");
+  try {
+    const data = Buffer.alloc(6 * MiB);
+    randomBytes(2 * MiB).copy(data, MiB);
+    const path = join(s.dir, "vda.raw");
+    const w = await createImageWriter(path, data.length, { blockSize: BLOCK, bufferBytes: MiB });
+    try {
+      for (let off = 0; off < data.length; off += MiB) await w.put(off, data.subarray(off, off + MiB));
+      await w.finish();
+    } finally {
+      await w.close();
+    }
+    const got = await readFile(path);
+    assert.equal(got.length, data.length, "sized to the disk, not to its last data");
+    assert.ok(got.equals(data));
+    assert.equal(w.dataBytes, 2 * MiB);
+    assert.ok((await stat(path)).blocks * 512 <= 2 * MiB + 64 * KiB, "the zero head and tail are holes");
+  } finally {
+    await s.cleanup();
+  }
+});
+
 test("a damaged chunk fails the conversion with its error once every write has settled", async () => {
   const s = await createScratch("ferry-image-writer-");
   try {

@@ -69,7 +69,7 @@ export interface ImageWriter {
    * the write is queued; throws the filler's error or the first failed write.
    */
   fill(offset: number, length: number, filler: SlotFiller): Promise<void>;
-  /** Waits for every write, then syncs the file (data and metadata). */
+  /** Waits for every write, sets the file's size (a trailing zero run stays a hole), then syncs it (data and metadata). */
   finish(): Promise<void>;
   /** Waits for the writes in flight, whatever their outcome, and closes the file. */
   close(): Promise<void>;
@@ -96,7 +96,13 @@ function createGate(n: number): { enter(): Promise<void>; leave(): void } {
   };
 }
 
-/** Creates `path` (it must not exist) as a sparse file of `size` bytes and returns its writer. */
+/**
+ * Creates `path` (it must not exist) and returns its writer; `finish` makes it
+ * a sparse file of `size` bytes. The file stays short until then: data lands
+ * as writes past its end, which ext4 takes with O_DIRECT faster than writes
+ * into a hole (4 GiB `dd oflag=direct`: 5.5 s extending vs 6.0–6.8 s into a
+ * sized sparse file).
+ */
 export async function createImageWriter(
   path: string,
   size: number,
@@ -110,7 +116,6 @@ export async function createImageWriter(
   let directFh: FileHandle | undefined;
   let arena: AlignedArena | undefined;
   try {
-    await plain.truncate(size);
     if (o.direct !== false) arena = takeArena(bufferCount, bufferBytes);
     if (arena) directFh = await openDirect(path);
   } catch (err) {
@@ -261,6 +266,7 @@ export async function createImageWriter(
     async finish() {
       while (inFlight.size) await Promise.all([...inFlight]);
       check();
+      await plain.truncate(size);
       await plain.datasync();
     },
     async close() {
