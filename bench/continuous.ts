@@ -29,7 +29,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, readFile, readdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { isRoot, timed } from "./support.ts";
 
@@ -195,11 +195,20 @@ class AppendFollower {
    */
   private readonly files = new Map<number, { fh: FileHandle; pos: number; tail: Buffer }>();
   private readonly buf = Buffer.alloc(4 * 1024 * 1024);
+  /** The file the last `contains` found the pattern in. */
+  foundIn: string | undefined;
   constructor(dir: string) {
     this.dir = dir;
   }
+  /** What this follower has read of `path`'s inode: its position, and the file's size now. */
+  async state(path: string): Promise<{ ino: number; size: number; followedTo: number | null } | undefined> {
+    const st = await stat(path).catch(() => undefined);
+    if (!st) return undefined;
+    return { ino: st.ino, size: st.size, followedTo: this.files.get(st.ino)?.pos ?? null };
+  }
   async contains(pattern: Buffer): Promise<boolean> {
     let found = false;
+    this.foundIn = undefined;
     const entries = await readdir(this.dir, { recursive: true }).catch(() => [] as string[]);
     for (const rel of entries) {
       const path = join(this.dir, rel);
@@ -224,7 +233,10 @@ class AppendFollower {
         if (bytesRead === 0) break;
         f.pos += bytesRead;
         const chunk = Buffer.concat([f.tail, buf.subarray(0, bytesRead)]);
-        if (chunk.includes(pattern)) found = true;
+        if (chunk.includes(pattern)) {
+          found = true;
+          this.foundIn = path;
+        }
         f.tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - pattern.length)));
       }
     }
@@ -232,6 +244,47 @@ class AppendFollower {
   }
   async close(): Promise<void> {
     for (const f of this.files.values()) await f.fh.close();
+  }
+}
+
+interface SlowMarker {
+  n: number;
+  /** When it was written, ms since the load began. */
+  at: number;
+  /** Whether a fresh read of every staging file from its start found it (then the follower missed it). */
+  inStagingFiles: boolean;
+  freshLookMs: number;
+  /** The agent's last reported backlog. */
+  agentBacklogBytes: number;
+  /** Where the fresh read found it, and how far the lag probe had read that file. */
+  file?: string;
+  probeState?: { ino: number; size: number; followedTo: number | null };
+}
+
+/** Reads every staging file from its start, looking for `pattern`. */
+async function freshLook(
+  staging: string,
+  follower: AppendFollower,
+  pattern: Buffer,
+  n: number,
+  at: number,
+  agentBacklogBytes: number,
+): Promise<SlowMarker> {
+  const t0 = performance.now();
+  const fresh = new AppendFollower(staging);
+  try {
+    const inStagingFiles = await fresh.contains(pattern);
+    const file = fresh.foundIn;
+    return {
+      n,
+      at: Math.round(at),
+      inStagingFiles,
+      freshLookMs: Math.round(performance.now() - t0),
+      agentBacklogBytes,
+      ...(file ? { file: relative(staging, file), probeState: await follower.state(file) } : {}),
+    };
+  } finally {
+    await fresh.close();
   }
 }
 
@@ -331,11 +384,14 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     };
     let measuring = false;
     let errBuf = "";
+    const agentLog: string[] = [];
     agent.stderr!.on("data", (d: Buffer) => {
       errBuf += d.toString();
       for (let i = errBuf.indexOf("\n"); i >= 0; i = errBuf.indexOf("\n")) {
         const line = errBuf.slice(0, i);
         errBuf = errBuf.slice(i + 1);
+        agentLog.push(line);
+        if (agentLog.length > 200) agentLog.splice(0, 100);
         if (!measuring) continue;
         if (line.includes("change tracking gap")) {
           logCounts.gaps++;
@@ -415,6 +471,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     fio.stdout!.on("data", (d: Buffer) => (fioOut += d.toString()));
     const fioDone = new Promise<void>((r) => fio.once("exit", () => r()));
     const lags: number[] = [];
+    const slowMarkers: SlowMarker[] = [];
     /** When each marker was written (ms since the load began), beside its lag: where the tail falls. */
     const lagAt: number[] = [];
     const end = Date.now() + seconds * 1000;
@@ -425,9 +482,29 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       await marker.datasync();
       const t0 = performance.now();
       const pattern = stamp.subarray(0, 64);
+      let slow: SlowMarker | undefined;
       for (;;) {
         if (await replica.contains(pattern)) break;
-        if (performance.now() - t0 > 60000) throw new Error("a marker did not reach the replica in 60 s");
+        const waited = performance.now() - t0;
+        // Past 2 s, once: is the marker in the staging files already (the probe missed it) or not yet?
+        if (waited > 2000 && !slow) {
+          slow = await freshLook(
+            staging,
+            replica,
+            pattern,
+            n,
+            Date.now() - continuousFrom - waited,
+            lastBacklog,
+          );
+          slowMarkers.push(slow);
+          if (slow.inStagingFiles) break;
+        }
+        if (waited > 60000) {
+          const late = await freshLook(staging, replica, pattern, n, slow?.at ?? 0, lastBacklog);
+          throw new Error(
+            `marker ${n} did not reach the replica in 60 s (at 2 s: ${JSON.stringify(slow)}; at 60 s: ${JSON.stringify(late)}); the agent's last log lines:\n${agentLog.slice(-20).join("\n")}`,
+          );
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
       lags.push(performance.now() - t0);
@@ -489,6 +566,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       diskProbeStalls: loadReads.filter(([, ms]) => ms > 500).length,
       /** Markers over 1 s late, and how many of them waited through a disk stall (a probe read over 500 ms). */
       lateMarkers: lags.filter((l) => l > 1000).length,
+      /** Markers still missing after 2 s, with what a fresh read of every staging file found then. */
+      slowMarkers,
       lateMarkersInDiskStall: lags.filter(
         (l, i) =>
           l > 1000 && diskStallDuring(continuousFrom + lagAt[i]!, continuousFrom + lagAt[i]! + l) > 500,
