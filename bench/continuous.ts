@@ -191,9 +191,17 @@ class AppendFollower {
   /**
    * By inode, not by name: the store renames a segment when it seals it (`….open` → its final
    * name), and reading the renamed file again from its start (~300 MB at 20 MB/s of 4 KiB
-   * writes) took the probe a second or more, every time a segment was sealed.
+   * writes) took the probe a second or more, every time a segment was sealed. The key is the
+   * inode of the file actually opened (fstat), and its handle stays open, so no other file can
+   * take that inode number while it is a key here. (Keyed by a `stat` of the name before
+   * opening it, a file renamed over that name in between — the store writes some files to a
+   * temporary name and renames them into place — left a key whose handle read another file;
+   * once the first file was deleted, its inode number could go to a new segment, and the
+   * probe read the wrong file for it and never saw the markers in it.) A file missing from
+   * the directory for two passes is let go; its inode number may then be reused, by a file
+   * this follower will read from its start.
    */
-  private readonly files = new Map<number, { fh: FileHandle; pos: number; tail: Buffer }>();
+  private readonly files = new Map<number, { fh: FileHandle; pos: number; tail: Buffer; missed: number }>();
   private readonly buf = Buffer.alloc(4 * 1024 * 1024);
   /** The file the last `contains` found the pattern in. */
   foundIn: string | undefined;
@@ -209,24 +217,28 @@ class AppendFollower {
   async contains(pattern: Buffer): Promise<boolean> {
     let found = false;
     this.foundIn = undefined;
-    const entries = await readdir(this.dir, { recursive: true }).catch(() => [] as string[]);
+    const entries = await readdir(this.dir, { recursive: true }).catch(() => undefined);
+    if (!entries) return false;
+    const seen = new Set<number>();
     for (const rel of entries) {
       const path = join(this.dir, rel);
       const st = await stat(path).catch(() => undefined);
       if (!st?.isFile()) continue;
       let f = this.files.get(st.ino);
-      // Smaller than what was read of it: the inode is another file's now (the first was deleted).
-      if (f && st.size < f.pos) {
-        await f.fh.close();
-        f = undefined;
-      }
       if (!f) {
         // Temporary files come and go (written, then renamed into place).
         const fh = await open(path, "r").catch(() => undefined);
         if (!fh) continue;
-        f = { fh, pos: 0, tail: Buffer.alloc(0) };
-        this.files.set(st.ino, f);
+        const ino = (await fh.stat()).ino;
+        seen.add(ino);
+        f = this.files.get(ino);
+        if (f) await fh.close();
+        else {
+          f = { fh, pos: 0, tail: Buffer.alloc(0), missed: 0 };
+          this.files.set(ino, f);
+        }
       }
+      seen.add(st.ino);
       for (;;) {
         const buf = this.buf;
         const { bytesRead } = await f.fh.read(buf, 0, buf.length, f.pos);
@@ -238,6 +250,15 @@ class AppendFollower {
           this.foundIn = path;
         }
         f.tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - pattern.length)));
+      }
+    }
+    // Files gone from the directory for two passes are let go (one pass can miss a file renamed
+    // while it ran): their handles would pile up, as a head record is rewritten with every flush.
+    for (const [ino, f] of this.files) {
+      if (seen.has(ino)) f.missed = 0;
+      else if (++f.missed >= 2) {
+        await f.fh.close();
+        this.files.delete(ino);
       }
     }
     return found;
