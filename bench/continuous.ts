@@ -203,8 +203,6 @@ class AppendFollower {
    */
   private readonly files = new Map<number, { fh: FileHandle; pos: number; tail: Buffer; missed: number }>();
   private readonly buf = Buffer.alloc(4 * 1024 * 1024);
-  /** The file the last `contains` found the pattern in. */
-  foundIn: string | undefined;
   constructor(dir: string) {
     this.dir = dir;
   }
@@ -216,7 +214,6 @@ class AppendFollower {
   }
   async contains(pattern: Buffer): Promise<boolean> {
     let found = false;
-    this.foundIn = undefined;
     const entries = await readdir(this.dir, { recursive: true }).catch(() => undefined);
     if (!entries) return false;
     const seen = new Set<number>();
@@ -245,10 +242,7 @@ class AppendFollower {
         if (bytesRead === 0) break;
         f.pos += bytesRead;
         const chunk = Buffer.concat([f.tail, buf.subarray(0, bytesRead)]);
-        if (chunk.includes(pattern)) {
-          found = true;
-          this.foundIn = path;
-        }
+        if (chunk.includes(pattern)) found = true;
         f.tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - pattern.length)));
       }
     }
@@ -272,17 +266,22 @@ interface SlowMarker {
   n: number;
   /** When it was written, ms since the load began. */
   at: number;
-  /** Whether a fresh read of every staging file from its start found it (then the follower missed it). */
+  /** Whether it was in the staging files when the fresh read began (then the lag probe had missed it). */
   inStagingFiles: boolean;
   freshLookMs: number;
   /** The agent's last reported backlog. */
   agentBacklogBytes: number;
-  /** Where the fresh read found it, and how far the lag probe had read that file. */
+  /** Where the fresh read found it, and that file's size and how far the lag probe had read it, when the fresh read began. */
   file?: string;
   probeState?: { ino: number; size: number; followedTo: number | null };
 }
 
-/** Reads every staging file from its start, looking for `pattern`. */
+/**
+ * Reads every staging file from its start up to the size it had when this
+ * began, looking for `pattern`: found means the marker was in the files at
+ * that moment (while the probe had not seen it), not that it arrived during
+ * this read (~3 s for ~3 GB).
+ */
 async function freshLook(
   staging: string,
   follower: AppendFollower,
@@ -292,21 +291,45 @@ async function freshLook(
   agentBacklogBytes: number,
 ): Promise<SlowMarker> {
   const t0 = performance.now();
-  const fresh = new AppendFollower(staging);
-  try {
-    const inStagingFiles = await fresh.contains(pattern);
-    const file = fresh.foundIn;
-    return {
-      n,
-      at: Math.round(at),
-      inStagingFiles,
-      freshLookMs: Math.round(performance.now() - t0),
-      agentBacklogBytes,
-      ...(file ? { file: relative(staging, file), probeState: await follower.state(file) } : {}),
-    };
-  } finally {
-    await fresh.close();
+  const files: { path: string; size: number }[] = [];
+  for (const rel of await readdir(staging, { recursive: true }).catch(() => [] as string[])) {
+    const path = join(staging, rel);
+    const st = await stat(path).catch(() => undefined);
+    if (st?.isFile()) files.push({ path, size: st.size });
   }
+  const states = await Promise.all(files.map((f) => follower.state(f.path)));
+  let file: string | undefined;
+  let probeState: SlowMarker["probeState"];
+  const buf = Buffer.alloc(4 * 1024 * 1024);
+  for (const [i, f] of files.entries()) {
+    const fh = await open(f.path, "r").catch(() => undefined);
+    if (!fh) continue; // a temporary file, renamed since
+    try {
+      let tail = Buffer.alloc(0);
+      for (let pos = 0; pos < f.size && !file;) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, f.size - pos), pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        const chunk = Buffer.concat([tail, buf.subarray(0, bytesRead)]);
+        if (chunk.includes(pattern)) {
+          file = relative(staging, f.path);
+          probeState = states[i];
+        }
+        tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - pattern.length)));
+      }
+    } finally {
+      await fh.close();
+    }
+    if (file) break;
+  }
+  return {
+    n,
+    at: Math.round(at),
+    inStagingFiles: file !== undefined,
+    freshLookMs: Math.round(performance.now() - t0),
+    agentBacklogBytes,
+    ...(file ? { file, probeState } : {}),
+  };
 }
 
 async function runOne(tracker: string): Promise<Record<string, unknown>> {
