@@ -179,15 +179,9 @@ async function deviceOf(dir: string): Promise<string> {
   return r?.stdout.trim().split("\n")[1]?.trim().replace(/\s+/, " ") ?? "?";
 }
 
+/** What the summary of a case needs from each run. */
 interface RunFigures {
-  at: string;
-  load: number;
-  directBefore: DdFigures;
-  directAfter: DdFigures;
-  buffered: DdFigures;
-  copy: DdFigures;
   launch: number;
-  seconds: number;
   /** P8: launch ÷ mean of the O_DIRECT writes before and after it. */
   ratio: number;
   ratioCopy: number;
@@ -263,18 +257,7 @@ async function runOnce(s: Snapshot, copySource: string, label: string, run: numb
       "",
     ].join("\n"),
   );
-  return {
-    at,
-    load,
-    directBefore,
-    directAfter,
-    buffered,
-    copy,
-    launch,
-    seconds,
-    ratio: launch / reference,
-    ratioCopy: launch / copy.mbps,
-  };
+  return { launch, ratio: launch / reference, ratioCopy: launch / copy.mbps };
 }
 
 const summary: string[] = [];
