@@ -198,6 +198,46 @@ describe("a release never removes a volume a live writer holds", () => {
     }
   });
 
+  test("registered again while this host's release waits for its writer: the hold is lifted when that release completes", async () => {
+    const { store, cleanup } = await localStore();
+    const releaser = createStagingReleaser({ store, ttlMs: 1000, pollMs: 20, reinstateWaitMs: 100 });
+    try {
+      const writer = await filledVolume(store, A, "vda");
+      const releasing = releaser.release(A);
+      for (let i = 0; i < 100 && !(await readReleaseMarker(store, A)); i++) await sleep(10);
+      // The writer still holds its lease: the registration's wait runs out, the hold stays for now.
+      await releaser.reinstate(A);
+      assert.ok(await readReleaseMarker(store, A), "the release is still in progress");
+      await writer.close();
+      await releasing;
+      assert.equal(await readReleaseMarker(store, A), undefined, "lifted as the release completed");
+      await (await filledVolume(store, A, "vda")).close();
+
+      // Within the wait: the registration returns with the hold already gone.
+      const second = await filledVolume(store, A, "vda");
+      const again = releaser.release(A);
+      for (let i = 0; i < 100 && !(await readReleaseMarker(store, A)); i++) await sleep(10);
+      const slow = createStagingReleaser({ store, ttlMs: 1000, pollMs: 20, reinstateWaitMs: 5000 });
+      await slow.reinstate(A); // another host's releaser: nothing of its own to wait for
+      assert.ok(await readReleaseMarker(store, A));
+      await slow.close();
+      const reinstating = releaser.reinstate(A);
+      await sleep(50);
+      await second.close();
+      await reinstating;
+      assert.equal(await readReleaseMarker(store, A), undefined);
+      await again;
+
+      // A later release is not lifted by a registration that came before it.
+      await (await filledVolume(store, A, "vda")).close();
+      await releaser.release(A);
+      assert.ok((await readReleaseMarker(store, A))?.completedAt, "its hold applies");
+    } finally {
+      await releaser.close();
+      await cleanup();
+    }
+  });
+
   test("after the hold a server may replicate again (the marker goes)", async () => {
     const { store, cleanup } = await localStore();
     try {

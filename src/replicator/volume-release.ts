@@ -149,6 +149,8 @@ export interface StagingReleaserOptions extends Omit<ReleaseOptions, "signal"> {
   retryMs?: number;
   /** Tries per release before it waits for the next start (`resumePending`). @default 20 */
   attempts?: number;
+  /** How long `reinstate` waits for this host's release in progress to complete. @default 10 s */
+  reinstateWaitMs?: number;
 }
 
 export interface StagingReleaser {
@@ -156,7 +158,11 @@ export interface StagingReleaser {
   release(sourceServerId: string, reason?: string): Promise<ReleaseResult>;
   /** Finishes releases a previous process left unfinished (in the background). */
   resumePending(): Promise<string[]>;
-  /** A released server registered again: lifts the completed release's hold (`reinstateServer`). */
+  /**
+   * A released server registered again: lifts the completed release's hold (`reinstateServer`).
+   * A release this host is still running is waited for (up to `reinstateWaitMs`); if it is still
+   * running then, its hold is lifted the moment it completes.
+   */
   reinstate(sourceServerId: string): Promise<void>;
   /** Stops waiting and retrying. */
   close(): Promise<void>;
@@ -173,13 +179,31 @@ export function createStagingReleaser(o: StagingReleaserOptions): StagingRelease
     void p.finally(() => tasks.delete(p)).catch(() => {});
     return p;
   };
-  const once = (id: string, reason?: string) =>
-    releaseServerVolumes(o.store, id, {
-      ...o,
-      ...(reason ? { reason } : {}),
-      signal: stop.signal,
-      log,
-    });
+  /** This host's release attempt in progress per server, and servers to reinstate once theirs completes. */
+  const attempting = new Map<string, Promise<ReleaseResult>>();
+  const reinstateAfter = new Set<string>();
+  const lift = async (id: string) => {
+    const r = await reinstateServer(o.store, id);
+    if (r !== "release-in-progress") reinstateAfter.delete(id);
+    if (r === "reinstated")
+      log.info("a released server registered again: it may replicate", { sourceServerId: id });
+    return r;
+  };
+  const once = (id: string, reason?: string) => {
+    const attempt = (async () => {
+      const result = await releaseServerVolumes(o.store, id, {
+        ...o,
+        ...(reason ? { reason } : {}),
+        signal: stop.signal,
+        log,
+      });
+      if (reinstateAfter.has(id)) await lift(id);
+      return result;
+    })();
+    attempting.set(id, attempt);
+    void attempt.finally(() => attempting.get(id) === attempt && attempting.delete(id)).catch(() => {});
+    return attempt;
+  };
   const retry = async (id: string, reason: string | undefined, from: number) => {
     for (let n = from; n <= attempts && !stop.signal.aborted; n++) {
       try {
@@ -194,6 +218,7 @@ export function createStagingReleaser(o: StagingReleaserOptions): StagingRelease
   };
   return {
     async release(id, reason) {
+      reinstateAfter.delete(id); // a new release: an earlier registration does not lift its hold
       try {
         return await track(once(id, reason));
       } catch (err) {
@@ -202,12 +227,22 @@ export function createStagingReleaser(o: StagingReleaserOptions): StagingRelease
       }
     },
     async reinstate(id) {
-      const r = await reinstateServer(o.store, id);
-      if (r === "reinstated")
-        log.info("a released server registered again: it may replicate", { sourceServerId: id });
-      else if (r === "release-in-progress")
+      if ((await lift(id)) !== "release-in-progress") return;
+      // Registered again while a release is still running (the agent's old session has not let go
+      // yet): lifted as soon as that release completes, so the reinstalled agent is not held an hour.
+      reinstateAfter.add(id);
+      const running = attempting.get(id);
+      if (running) {
+        const wait = new AbortController();
+        await Promise.race([
+          running.catch(() => {}),
+          sleep(o.reinstateWaitMs ?? 10_000, undefined, { signal: wait.signal }).catch(() => {}),
+        ]);
+        wait.abort();
+      }
+      if ((await lift(id)) === "release-in-progress")
         log.warn(
-          "a server registered again while its staging release is still in progress: its agent is refused until an hour after the release completes",
+          "a server registered again while its staging release is still in progress: its agent is refused until the release completes, and may replicate from then on if this host completes it (else an hour after)",
           { sourceServerId: id },
         );
     },
