@@ -70,14 +70,21 @@ export async function signedFetchInit(
 }
 
 export async function createTestPlane(options: Partial<ControlPlaneOptions> = {}): Promise<TestPlane> {
-  const dir = mkdtempSync(join(tmpdir(), "ferry-control-"));
+  // A directory of its own unless the caller brings one; removed also when the plane does not start.
+  const dir = options.dataDir ? undefined : mkdtempSync(join(tmpdir(), "ferry-control-"));
   const clock = { now: Date.now() };
-  const cp = await createControlPlane({
-    dataDir: dir,
-    logger: silentLogger,
-    now: () => clock.now,
-    ...options,
-  });
+  let cp: Awaited<ReturnType<typeof createControlPlane>>;
+  try {
+    cp = await createControlPlane({
+      dataDir: dir ?? options.dataDir!,
+      logger: silentLogger,
+      now: () => clock.now,
+      ...options,
+    });
+  } catch (err) {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const operator = await cp.accessKeys.create("operator", "test operator");
   return {
     cp,
@@ -117,7 +124,7 @@ export async function createTestPlane(options: Partial<ControlPlaneOptions> = {}
       try {
         await cp.close();
       } finally {
-        rmSync(dir, { recursive: true, force: true });
+        if (dir) rmSync(dir, { recursive: true, force: true });
       }
     },
   };
