@@ -98,6 +98,12 @@ test("ferry launch settings sets Ferry's launch settings (validated); ferry laun
     const bad = await ferry(["launch", "settings", id, "--image-format", "vmdk", "--data-dir", dir]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /imageFormat/);
+    const tcg = await ferry(["launch", "settings", id, "--accelerator", "tcg", "--json", "--data-dir", dir]);
+    assert.equal(tcg.code, 0, tcg.err);
+    assert.equal(JSON.parse(tcg.out).ferry.accelerator, "tcg");
+    const badAccel = await ferry(["launch", "settings", id, "--accelerator", "hvf", "--data-dir", dir]);
+    assert.equal(badAccel.code, 1);
+    assert.match(badAccel.err, /accelerator/);
     const missing = await ferry(["launch", "settings", "s-0123456789abcdef0", "--data-dir", dir]);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /No source server s-0123456789abcdef0/);

@@ -18,6 +18,7 @@ interface SettingsFlags extends StoreFlags {
   target?: string;
   imageFormat?: string;
   memory?: string;
+  accelerator?: string;
   bootMarker?: string;
   bootTimeout?: string;
   snapshotTimeout?: string;
@@ -54,6 +55,7 @@ export function registerLaunch(program: Command, ctx: CliContext): void {
       .option("--target <name>", "launch target: image, qemu, …")
       .option("--image-format <format>", "raw or qcow2 (image target)")
       .option("--memory <MiB>", "guest memory (qemu target)")
+      .option("--accelerator <name>", "auto, kvm or tcg (software emulation) (qemu target)")
       .option("--boot-marker <text>", "console text that means booted (qemu target)")
       .option("--boot-timeout <seconds>", "first boot UNKNOWN after this (qemu target)")
       .option("--snapshot-timeout <seconds>", "how long to wait for a fresh snapshot")
@@ -63,6 +65,7 @@ export function registerLaunch(program: Command, ctx: CliContext): void {
     const change: FerryLaunchSettings = {};
     if (o.target !== undefined) change.target = o.target;
     if (o.imageFormat !== undefined) change.imageFormat = o.imageFormat as "raw" | "qcow2";
+    if (o.accelerator !== undefined) change.accelerator = o.accelerator as "auto" | "kvm" | "tcg";
     const memory = integer("--memory", o.memory);
     if (memory !== undefined) change.memoryMiB = memory;
     if (o.bootMarker !== undefined) change.bootMarker = o.bootMarker;

@@ -155,6 +155,7 @@ export function createLauncher(o: LauncherOptions): Launcher & { instancesDir: s
         })),
         ...(out.pid !== undefined ? { pid: out.pid } : {}),
         ...(out.consoleLog ? { consoleLog: out.consoleLog } : {}),
+        ...(out.accelerator ? { accelerator: out.accelerator } : {}),
       };
       return {
         details,

@@ -21,6 +21,11 @@ export const FerryLaunchSettings = z.object({
     .optional(),
   /** Image files: `raw`, or `qcow2` (needs qemu-img on the control plane host). @default "raw" */
   imageFormat: z.enum(["raw", "qcow2"]).optional(),
+  /**
+   * qemu: `kvm`, `tcg` (software emulation), or `auto`: KVM when /dev/kvm is usable for an ordinary
+   * guest (the CPU has VMX or SVM), software emulation otherwise. @default "auto"
+   */
+  accelerator: z.enum(["auto", "kvm", "tcg"]).optional(),
   /** qemu: guest memory. @default 256 */
   memoryMiB: z.number().int().min(64).max(65_536).optional(),
   /** qemu: first boot is UNKNOWN when the marker has not shown on the console by then. @default 120 */
@@ -82,6 +87,8 @@ export interface LaunchedInstanceDetails {
   /** qemu: the process id while the instance runs. */
   pid?: number;
   consoleLog?: string;
+  /** qemu: `kvm` or `tcg`, and why (auto's choice). */
+  accelerator?: { name: "kvm" | "tcg"; reason: string };
 }
 
 export interface LaunchOutcome {

@@ -1,6 +1,7 @@
 /**
  * The `qemu` target: boots the launched disks with qemu-system-x86_64 (KVM
- * when /dev/kvm exists, software emulation otherwise). When the boot disk's
+ * when the host can run an ordinary guest under it, software emulation
+ * otherwise: `chooseAccelerator`). When the boot disk's
  * root filesystem holds /boot/vmlinuz (and /boot/initrd.img), they are taken
  * out with debugfs and booted directly with a serial console; otherwise the
  * disk boots through the firmware like any PC. First boot is SUCCEEDED when
@@ -9,8 +10,8 @@
  */
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { LaunchTarget, TargetLaunch, TargetLaunchContext } from "./target.ts";
@@ -33,6 +34,57 @@ async function extract(image: string, path: string, out: string): Promise<boolea
     return (await stat(out).catch(() => undefined))?.isFile() ?? false;
   }
   return false;
+}
+
+/** What decides whether KVM can run an ordinary guest here (`readHostVirtualization`). */
+export interface HostVirtualization {
+  /** /dev/kvm exists and this process may open it read-write. */
+  kvmDevice: boolean;
+  /** The CPU's flags from /proc/cpuinfo (`vmx`: Intel VT-x, `svm`: AMD-V). */
+  cpuFlags: ReadonlySet<string>;
+  /** Loaded KVM modules (/sys/module/kvm_*): `kvm_intel`, `kvm_amd`, `kvm_pvm`, … */
+  kvmModules: readonly string[];
+}
+
+export async function readHostVirtualization(): Promise<HostVirtualization> {
+  const kvmDevice = await access("/dev/kvm", constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  const cpuinfo = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
+  const flags = /^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "";
+  const kvmModules = (await readdir("/sys/module").catch(() => [] as string[])).filter((m) =>
+    m.startsWith("kvm_"),
+  );
+  return { kvmDevice, cpuFlags: new Set(flags.split(/\s+/).filter(Boolean)), kvmModules };
+}
+
+/**
+ * KVM or software emulation (tcg), and why. A /dev/kvm is not enough: under
+ * PVM (kvm_pvm, KVM inside a VM without hardware virtualization) it runs only
+ * kernels built as PVM guests, and an ordinary one hangs without printing a
+ * byte. `auto` takes KVM only when the CPU shows VT-x or AMD-V; `kvm` asked for
+ * where it cannot work is an error that says why.
+ */
+export function chooseAccelerator(
+  wanted: "auto" | "kvm" | "tcg",
+  host: HostVirtualization,
+): { name: "kvm" | "tcg"; reason: string } {
+  if (wanted === "tcg") return { name: "tcg", reason: "software emulation, as the launch settings ask" };
+  const hardware = host.cpuFlags.has("vmx") ? "VT-x" : host.cpuFlags.has("svm") ? "AMD-V" : undefined;
+  const pvm = host.kvmModules.includes("kvm_pvm");
+  const missing = !host.kvmDevice
+    ? "/dev/kvm is missing or not readable and writable by the control plane"
+    : !hardware
+      ? `the CPU has no VT-x or AMD-V (no vmx or svm flag in /proc/cpuinfo)${pvm ? " and its KVM is PVM (kvm_pvm), which boots only PVM guest kernels" : ""}`
+      : undefined;
+  if (!missing) return { name: "kvm", reason: `KVM (${hardware}, /dev/kvm)` };
+  if (wanted === "kvm")
+    throw new FerryError(
+      "QEMU_KVM_UNAVAILABLE",
+      `The launch settings ask for KVM, but ${missing}. Set the accelerator to auto or tcg (software emulation), or launch on a host with hardware virtualization.`,
+    );
+  return { name: "tcg", reason: `software emulation: ${missing}` };
 }
 
 async function hasQemu(): Promise<boolean> {
@@ -108,14 +160,17 @@ export function createQemuTarget(): LaunchTarget {
       const direct = await extract(boot.path, "/boot/vmlinuz", kernel);
       const haveInitrd = direct && (await extract(boot.path, "/boot/initrd.img", initrd));
       const consoleLog = join(ctx.dir, "console.log");
-      const kvm = existsSync("/dev/kvm");
+      const accelerator = chooseAccelerator(
+        ctx.settings.accelerator ?? "auto",
+        await readHostVirtualization(),
+      );
       const args = [
         "-nodefaults",
         "-no-user-config",
         "-display",
         "none",
         "-accel",
-        kvm ? "kvm" : "tcg",
+        accelerator.name,
         "-m",
         String(ctx.settings.memoryMiB ?? 256),
         "-smp",
@@ -143,6 +198,12 @@ export function createQemuTarget(): LaunchTarget {
         child.once("error", reject);
       });
       running.set(ctx.instanceId, child);
+      ctx.logger.info("qemu instance started", {
+        instanceId: ctx.instanceId,
+        pid: child.pid,
+        accelerator: accelerator.name,
+        reason: accelerator.reason,
+      });
       child.once("exit", (code, signal) => {
         if (running.get(ctx.instanceId) === child) running.delete(ctx.instanceId);
         ctx.logger.info("qemu instance exited", {
@@ -160,6 +221,7 @@ export function createQemuTarget(): LaunchTarget {
         firstBootResult,
         ...(child.pid !== undefined ? { pid: child.pid } : {}),
         consoleLog,
+        accelerator,
       };
     },
     terminate: stop,

@@ -39,6 +39,7 @@ export interface TargetLaunch {
   firstBootResult?: Promise<"SUCCEEDED" | "UNKNOWN">;
   pid?: number;
   consoleLog?: string;
+  accelerator?: { name: "kvm" | "tcg"; reason: string };
 }
 
 export interface LaunchTarget {
