@@ -93,6 +93,17 @@ export function planReads(
   return out;
 }
 
+/** What one `send` did and where it waited (the continuous loop's debug log shows it per turn). */
+export interface SendStats {
+  spans: number;
+  /** Bytes read (dirty bytes and the gaps read with them). */
+  readBytes: number;
+  /** Time the loop waited for the next read to complete. */
+  readWaitMs: number;
+  /** Time the loop waited for the socket (queue full, and the last flush). */
+  socketWaitMs: number;
+}
+
 /**
  * Reads and queues the extents of drains on one stream, with buffers allocated
  * once (O_DIRECT needs aligned ones, and allocating them probes the device).
@@ -116,9 +127,10 @@ export class ExtentSender {
     s: DataStream,
     extents: readonly DirtyExtent[],
     onSent?: (bytes: number) => void,
-  ): Promise<void> {
+  ): Promise<SendStats> {
     const plan = planReads(extents, s.hashBlockSize, this.source.size, this.o);
-    if (!plan.length) return;
+    const stats: SendStats = { spans: plan.length, readBytes: 0, readWaitMs: 0, socketWaitMs: 0 };
+    if (!plan.length) return stats;
     const spanBytes = Math.max(...plan.map((p) => p.length));
     if (!this.buffers || this.buffers[0]!.length < spanBytes) {
       const size = Math.max(spanBytes, this.o.spanBytes);
@@ -163,7 +175,10 @@ export class ExtentSender {
       while (startRead());
       while (reads.length) {
         s.check();
+        const waitFrom = performance.now();
         const { span, buf, n } = await reads.shift()!;
+        stats.readWaitMs += performance.now() - waitFrom;
+        stats.readBytes += span.length;
         if (n < span.length) {
           throw new FerryError(
             "DISK_SHRANK",
@@ -187,11 +202,16 @@ export class ExtentSender {
         // Bounded: past `queueBytes` waiting for the socket, the reads wait too.
         if (queued > this.o.queueBytes) {
           chainFlush();
+          const from = performance.now();
           await sending;
+          stats.socketWaitMs += performance.now() - from;
         }
       }
       chainFlush();
+      const from = performance.now();
       await sending;
+      stats.socketWaitMs += performance.now() - from;
+      return stats;
     } finally {
       clearImmediate(flushSoon);
       await sending.catch(() => {});

@@ -8,7 +8,7 @@ import type { Logger } from "../lib/log.ts";
 import { BarrierFlags } from "../wire/index.ts";
 import type { BlockSource } from "./disk/block-source.ts";
 import { type Freeze, freezeFilesystem } from "./freeze.ts";
-import { ExtentSender, type ExtentSenderOptions } from "./continuous-send.ts";
+import { ExtentSender, type ExtentSenderOptions, type SendStats } from "./continuous-send.ts";
 import { ConvergenceMeter, notConvergingMessage } from "./continuous-status.ts";
 import type { DataStream } from "./stream.ts";
 import type { ChangeTracker, DirtyExtent } from "./tracker/index.ts";
@@ -65,6 +65,8 @@ export interface ContinuousContext {
   rescannedBytes: () => number;
   wireBytes: () => number;
 }
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -133,22 +135,25 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
     return st;
   };
 
-  const sendExtents = async (extents: DirtyExtent[]) => {
+  const sendExtents = async (extents: DirtyExtent[]): Promise<SendStats & { bytes: number }> => {
     batch = extents;
-    batchUnsent = extents.reduce((n, e) => n + e.length, 0);
+    const bytes = extents.reduce((n, e) => n + e.length, 0);
+    batchUnsent = bytes;
     // A long batch (a slow link) must not silence the status.
     const beat = setInterval(() => {
       if (Date.now() - lastStatusAt >= 500) status();
     }, 500);
+    let stats: SendStats;
     try {
-      await sender.send(s, extents, (bytes) => {
-        batchUnsent = Math.max(0, batchUnsent - bytes);
+      stats = await sender.send(s, extents, (sent) => {
+        batchUnsent = Math.max(0, batchUnsent - sent);
       });
     } finally {
       clearInterval(beat);
     }
     batch = [];
     batchUnsent = 0;
+    return { ...stats, bytes };
   };
 
   try {
@@ -160,14 +165,29 @@ export async function runContinuous(ctx: ContinuousContext, o: ContinuousOptions
       writing = events !== eventsBefore;
       eventsBefore = events;
       const extents = tracker.drain();
-      if (extents.length) await sendExtents(extents);
+      const sent = extents.length ? await sendExtents(extents) : undefined;
+      const sentAt = performance.now();
 
       const now = Date.now();
       if (now - lastConsistencyAt >= consistencyEvery) {
         lastConsistencyAt = now;
         await consistencyPoint();
       }
-      status();
+      const st = status();
+      // Where a turn's time went: what lag is made of (FERRY_LOG_LEVEL=debug).
+      if (sent)
+        log.debug("turn", {
+          extents: extents.length,
+          bytes: sent.bytes,
+          spans: sent.spans,
+          readBytes: sent.readBytes,
+          sendMs: round(sentAt - turnStart),
+          readWaitMs: round(sent.readWaitMs),
+          socketWaitMs: round(sent.socketWaitMs),
+          consistencyMs: round(performance.now() - sentAt),
+          backloggedBytes: st.backloggedBytes,
+          unackedBytes: s.unackedBytes,
+        });
       // A drain every `interval`, not `interval` after the last turn: when a turn took longer (thousands
       // of extents), what was written meanwhile is drained at once rather than after another pause.
       await sleep(Math.max(0, interval - (performance.now() - turnStart)), ctx.signal);

@@ -15,14 +15,20 @@ export interface Logger {
 export interface LoggerOptions {
   /** @default process.stderr */
   stream?: Writable;
-  /** @default "info" */
+  /** FERRY_LOG_LEVEL in the environment, when set, takes precedence. @default "info" */
   level?: LogLevel;
   fields?: Record<string, unknown>;
 }
 
+/** FERRY_LOG_LEVEL, when it names a level: it overrides every command's default (`debug` shows e.g. each turn of the continuous loop). */
+function levelFromEnvironment(): LogLevel | undefined {
+  const v = process.env.FERRY_LOG_LEVEL?.toLowerCase();
+  return v && v in ORDER ? (v as LogLevel) : undefined;
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
   const stream = options.stream ?? process.stderr;
-  const min = ORDER[options.level ?? "info"];
+  const min = ORDER[levelFromEnvironment() ?? options.level ?? "info"];
   const base = options.fields ?? {};
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;

@@ -426,12 +426,15 @@ export class Session {
     const vol = this.volume;
     if (!vol || this.state !== "streaming") return false;
     if (seq <= vol.meta.durableSeq && Object.keys(update).length === 0) return true;
+    const from = performance.now();
     try {
       await vol.flush({ ...update, durableSeq: seq, resumeOffset: cursor });
     } catch (err) {
       this.abort(err);
       return false;
     }
+    // How long durability takes (FERRY_LOG_LEVEL=debug): the replicator's share of the lag.
+    this.log.debug("flush", { seq, ms: Math.round((performance.now() - from) * 10) / 10 });
     this.conn.send({ type: "ACK", seq: BigInt(seq) });
     this.host.onEvent?.({ type: "durable", ...this.ids, seq, resumeOffset: cursor });
     return true;
