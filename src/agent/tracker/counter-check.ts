@@ -173,7 +173,11 @@ export class RunningCounterCheck {
       }
       if (!this.o.watching()) return;
       const missed = this.reconciler.check({ tA, tB, ...counters });
-      if (missed) {
+      if (missed?.unconfirmed) {
+        // A base candidate not confirmed: maybe a real miss just after it (placed), maybe a completion
+        // counted late at it (nothing to place). Never a gap: the next candidate decides.
+        this.o.place(missed);
+      } else if (missed) {
         this.o.onMissed();
         if (this.o.place(missed)) this.reconciler.absorb(missed);
         else {

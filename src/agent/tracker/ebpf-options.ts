@@ -18,8 +18,14 @@ export interface EbpfTrackerOptions {
   startTimeoutMs?: number;
   /** First delay before restarting a tracer that died; doubles up to 30 s. @default 1000 */
   restartDelayMs?: number;
-  /** How often the traced sectors are checked against the kernel's counters (reconcile.ts). @default 1000 */
+  /** How often the traced sectors are checked against the kernel's counters while the device is idle (reconcile.ts). @default 1000 */
   reconcileIntervalMs?: number;
+  /**
+   * The same while the device is written (the tracer reported writes since the last check, or
+   * requests are open). A completion that never reached BPF is found by the check after it, so
+   * this bounds the lag it adds. @default 200
+   */
+  reconcileBusyIntervalMs?: number;
   logger?: Logger;
 }
 
@@ -38,6 +44,7 @@ export function resolveEbpfOptions(o: EbpfTrackerOptions): ResolvedEbpfOptions {
     startTimeoutMs: o.startTimeoutMs ?? 20_000,
     restartDelayMs: o.restartDelayMs ?? 1000,
     reconcileIntervalMs: o.reconcileIntervalMs ?? 1000,
+    reconcileBusyIntervalMs: Math.min(o.reconcileBusyIntervalMs ?? 200, o.reconcileIntervalMs ?? 1000),
     logger: o.logger,
   };
 }

@@ -1,10 +1,11 @@
 /**
  * Write requests issued and not yet seen completing: what a missed completion
- * can be. On this machine's kernel the block_rq_complete tracepoint does not
- * reach BPF for about one completion in 20,000–50,000 (every BPF program
- * attached to it misses the same one, and no lost-event or recursion counter
- * moves), while block_rq_issue, which runs in the submitter's context, saw
- * every request in the same runs. So the tracer reports issues too, and this
+ * can be. The block_rq_complete tracepoint does not reach BPF for some
+ * completions (about one in 20,000–50,000 on one machine; on another, whose
+ * programs' `recursion_misses` showed why, those arriving in an interrupt on
+ * top of a running BPF program: docs/change-tracking.md), and every program
+ * attached to it misses the same one, while block_rq_issue, which runs in the
+ * submitter's context, saw every request in the same runs. So the tracer reports issues too, and this
  * set pairs them with completions by (first sector, sectors).
  *
  * When the counter check finds sectors the tracer did not report, the miss is

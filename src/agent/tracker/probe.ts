@@ -13,7 +13,7 @@ import { type BlockSource, openBlockSource } from "../disk/block-source.ts";
 import { sleep } from "./ebpf-options.ts";
 
 /** A probe read not reported within this long is read again (its completion may never reach BPF). */
-const RETRY_MS = 250;
+const RETRY_MS = 100;
 
 interface Waiter {
   after: bigint;

@@ -113,11 +113,18 @@ test("a completion counted late at the base: a false alarm without confirmation,
     ];
     r.record(25 * MS, 8, false);
     alarms.push(r.check({ tA: 30 * MS, tB: 30.01 * MS, writeSectors: 16, discardSectors: 0 }));
-    return { alarms: alarms.filter(Boolean).length, armed: r.armed, r };
+    return {
+      alarms: alarms.filter((a) => a && !a.unconfirmed).length,
+      unconfirmed: alarms.filter((a) => a?.unconfirmed),
+      armed: r.armed,
+      r,
+    };
   };
   assert.equal(run(0).alarms, 3, "the base at 10 ms took the late completion as missing");
   const confirmed = run(5 * MS);
   assert.equal(confirmed.alarms, 0);
+  // The candidate at 10 ms disagreed at 16 ms: reported for placing only, never as a gap.
+  assert.deepEqual(confirmed.unconfirmed, [{ writeSectors: 8, discardSectors: 0, unconfirmed: true }]);
   assert.ok(confirmed.armed, "the second candidate (16 ms) was confirmed at 22 ms");
   // And a real miss after the confirmed base is still found.
   confirmed.r.record(35 * MS, 8, false);
@@ -138,6 +145,23 @@ test("a miss absorbed into the base is not reported again; a new one is", () => 
   assert.equal(r.check({ tA: 40 * MS, tB: 41 * MS, writeSectors: 116, discardSectors: 0 }), undefined);
   r.record(50 * MS, 8, false);
   assert.deepEqual(r.check({ tA: 60 * MS, tB: 61 * MS, writeSectors: 132, discardSectors: 0 }), {
+    writeSectors: 8,
+    discardSectors: 0,
+  });
+});
+
+test("a real miss just after a base candidate is reported for placing, not lost with the candidate", () => {
+  const r = new CounterReconciler(0.05 * MS, 5 * MS);
+  r.record(1 * MS, 8, false);
+  assert.equal(r.check({ tA: 10 * MS, tB: 10.01 * MS, writeSectors: 8, discardSectors: 0 }), undefined);
+  // At 12 ms a write completes that the tracer never reports; the kernel counts it.
+  const m = r.check({ tA: 16 * MS, tB: 16.01 * MS, writeSectors: 16, discardSectors: 0 });
+  assert.deepEqual(m, { writeSectors: 8, discardSectors: 0, unconfirmed: true });
+  assert.equal(r.armed, false, "that candidate is dropped");
+  // The next candidate (16 ms) includes the miss; confirmed at 22 ms, later misses are found as usual.
+  assert.equal(r.check({ tA: 22 * MS, tB: 22.01 * MS, writeSectors: 16, discardSectors: 0 }), undefined);
+  assert.ok(r.armed);
+  assert.deepEqual(r.check({ tA: 30 * MS, tB: 30.01 * MS, writeSectors: 24, discardSectors: 0 }), {
     writeSectors: 8,
     discardSectors: 0,
   });

@@ -27,8 +27,10 @@
  * `lost-events` gap every few seconds. So with `validateNs`, a base is only a
  * candidate until a read at least that much later agrees with it exactly
  * (every sector counted since is one the tracer reported); a candidate that
- * disagrees is dropped and another taken. A real miss inside that short window
- * goes unseen, like one before any base.
+ * disagrees is dropped and another taken, and the difference is returned as an
+ * `unconfirmed` miss: the caller places it (marks the requests open then dirty)
+ * but never makes it a gap, so a real miss inside that short window is placed
+ * like any other. One before any base goes unseen.
  */
 
 export interface CounterSnapshot {
@@ -42,6 +44,12 @@ export interface CounterSnapshot {
 export interface Missed {
   writeSectors: number;
   discardSectors: number;
+  /**
+   * Found while confirming a base candidate: a completion counted late at the candidate, or a
+   * real miss just after it; the two cannot be told apart. Placed if it can be (marking open
+   * requests dirty is harmless), never a gap.
+   */
+  unconfirmed?: true;
 }
 
 interface Base {
@@ -134,20 +142,35 @@ export class CounterReconciler {
       if (this.candidate && s.tA - this.candidate.tB >= this.validateNs) {
         const c = this.candidate;
         this.candidate = undefined;
-        if (!missedSince(c, s, now)) {
+        const m = missedSince(c, s, now);
+        if (!m) {
           this.base = c;
           return undefined;
         }
-        // Not confirmed (a completion counted late at the candidate, or a miss before any base): take another.
+        // Not confirmed (a completion counted late at the candidate, or a miss just after it): another
+        // candidate is taken, and the difference is reported for placing, so a real miss is not lost.
+        this.takeCandidate(s, now);
+        return { ...m, unconfirmed: true };
       }
-      if (!this.candidate && ambiguousWrite === 0 && ambiguousDiscard === 0) {
-        const c = { write: s.writeSectors, discard: s.discardSectors, seenWrite, seenDiscard };
-        if (this.validateNs === 0) this.base = c;
-        else this.candidate = { ...c, tB: s.tB };
-      }
+      this.takeCandidate(s, now);
       return undefined;
     }
     return missedSince(this.base, s, now);
+  }
+
+  private takeCandidate(
+    s: CounterSnapshot,
+    now: { seenWrite: number; seenDiscard: number; ambiguousWrite: number; ambiguousDiscard: number },
+  ): void {
+    if (this.candidate || now.ambiguousWrite !== 0 || now.ambiguousDiscard !== 0) return;
+    const c = {
+      write: s.writeSectors,
+      discard: s.discardSectors,
+      seenWrite: now.seenWrite,
+      seenDiscard: now.seenDiscard,
+    };
+    if (this.validateNs === 0) this.base = c;
+    else this.candidate = { ...c, tB: s.tB };
   }
 
   private prune(before: number): void {
