@@ -12,6 +12,7 @@
  *
  *   node bench/continuous.ts [--seconds 60] [--rate 20m] [--trackers ebpf,scan] [--block-size N]
  *        [--agent-node-options=...] [--loop-direct-io] [--iodepth N] [--fresh-file] [--staging DIR] [--json]
+ *        [--trace-markers] [--log-dir DIR]
  *
  * The agent runs through bin/ferry, which sets its young generation
  * (`--max-semi-space-size=2`); `FERRY_AGENT_NODE_FLAGS=` (empty) in the
@@ -19,6 +20,12 @@
  * device bypass the page cache for its image file (closer to a real disk, but
  * fio at queue depth 1 then reaches only ~13 MB/s here; `--iodepth 8` keeps
  * 8 writes in flight with libaio, as a database or a page-cache flush does).
+ *
+ * `--trace-markers` splits each marker's lag with a bpftrace of its own
+ * (bench/continuous-trace.ts): the write reaching the device, the agent
+ * picking it up, its read, and everything after the read. `--log-dir DIR`
+ * keeps the agent's and the replicator's logs at debug level (each turn of
+ * the continuous loop, each flush) in DIR.
  *
  * It also reports the tracker's gaps (each a rescan) and placed misses from
  * the agent's log, the CPU of the agent, its tracer (bpftrace), the replicator
@@ -28,10 +35,22 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
 import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { isRoot, timed } from "./support.ts";
+import {
+  type MarkerTimes,
+  MarkerTracer,
+  deviceHolds,
+  deviceOf,
+  firstBlockOffset,
+  recursionMissesBetween,
+  rqRecursionMisses,
+  sinceWrite,
+  splitLags,
+} from "./continuous-trace.ts";
 import {
   AppendFollower,
   DISK_PROBE_SOURCE,
@@ -65,6 +84,10 @@ const { values } = parseArgs({
     staging: { type: "string" },
     /** fio's queue depth: 1 is psync (one write at a time), more is libaio with that many in flight. */
     iodepth: { type: "string", default: "1" },
+    /** Split each marker's lag (bench/continuous-trace.ts): device, agent pickup, after the read. */
+    "trace-markers": { type: "boolean", default: false },
+    /** Keep the agent's and the replicator's logs here, at debug level (each turn, each flush). */
+    "log-dir": { type: "string" },
   },
 });
 if (!isRoot()) {
@@ -113,14 +136,16 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     }
     mounted = true;
     // Replicator.
+    const logDir = values["log-dir"];
+    if (logDir) await mkdir(logDir, { recursive: true });
+    const debugEnv = logDir ? { ...process.env, FERRY_LOG_LEVEL: "debug" } : process.env;
     const rep = spawn(
       FERRY,
       ["replicator", "run", "--json", "--listen", "127.0.0.1:0", "--data-dir", staging],
-      {
-        stdio: ["ignore", "pipe", "ignore"],
-      },
+      { stdio: ["ignore", "pipe", logDir ? "pipe" : "ignore"], env: debugEnv },
     );
     children.push(rep);
+    if (logDir) rep.stderr!.pipe(createWriteStream(join(logDir, `replicator-${tracker}.log`)));
     const info = await new Promise<{ port: number; fingerprint: string; token: string }>((resolve) =>
       jsonLines(rep, (v) => resolve(v as never)),
     );
@@ -156,7 +181,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: {
-          ...process.env,
+          // At least info: the placed misses are counted from the agent's log (`--json` means warn).
+          ...{ FERRY_LOG_LEVEL: "info", ...debugEnv },
           FERRY_BENCH_MEMLOG: join(work, "memory.log"),
           NODE_OPTIONS: [process.env.NODE_OPTIONS, `--import=${MEMLOG_URL}`, values["agent-node-options"]]
             .filter(Boolean)
@@ -165,6 +191,7 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       },
     );
     children.push(agent);
+    if (logDir) agent.stderr!.pipe(createWriteStream(join(logDir, `agent-${tracker}.log`)));
     // The agent's log (JSON lines on stderr): count the gaps (each a full rescan) and the placed misses.
     const logCounts = {
       gaps: 0,
@@ -213,6 +240,13 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     const nonce = randomBytes(4096);
     await marker.write(nonce, 0, 4096, 0);
     await marker.datasync();
+    let tracer: MarkerTracer | undefined;
+    const markerTimes: MarkerTimes[] = [];
+    if (values["trace-markers"]) {
+      tracer = new MarkerTracer(await deviceOf(loop), await firstBlockOffset(markerPath), agent.pid!);
+      children.push(tracer.child);
+      await tracer.ready;
+    }
     const replica = new AppendFollower(staging);
     await replica.contains(Buffer.alloc(0)); // reads what is there already
 
@@ -223,6 +257,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     const selfCpu0 = process.cpuUsage();
     const repCpu0 = await cpuSeconds(rep.pid!);
     measuring = true;
+    const recursionMisses0 = await rqRecursionMisses("block_rq_complete");
+    const issueRecursionMisses0 = await rqRecursionMisses("block_rq_issue");
     const continuousFrom = Date.now();
     const probe = spawn(process.execPath, ["-e", DISK_PROBE_SOURCE, image, String(2 * 1024 ** 3)], {
       stdio: ["ignore", "pipe", "ignore"],
@@ -269,8 +305,10 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
     for (let n = 1; Date.now() < end; n++) {
       const stamp = Buffer.from(nonce);
       stamp.writeUInt32LE(n, 0);
+      const writeNs = process.hrtime.bigint();
       await marker.write(stamp, 0, 4096, 0);
       await marker.datasync();
+      const syncedNs = process.hrtime.bigint();
       const t0 = performance.now();
       const pattern = stamp.subarray(0, 64);
       let slow: SlowMarker | undefined;
@@ -292,18 +330,35 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
         }
         if (waited > 60000) {
           const late = await freshLook(staging, replica, pattern, n, slow?.at ?? 0, lastBacklog);
+          const forensic = tracer
+            ? {
+                onDevice: await deviceHolds(loop, await firstBlockOffset(markerPath), pattern),
+                msSinceWrite: sinceWrite(tracer.events, writeNs),
+              }
+            : {};
           throw new Error(
-            `marker ${n} did not reach the replica in 60 s (at 2 s: ${JSON.stringify(slow)}; at 60 s: ${JSON.stringify(late)}); the agent's last log lines:\n${agentLog.slice(-20).join("\n")}`,
+            `${JSON.stringify(forensic)} ` +
+              `marker ${n} did not reach the replica in 60 s (at 2 s: ${JSON.stringify(slow)}; at 60 s: ${JSON.stringify(late)}); the agent's last log lines:\n${agentLog.slice(-20).join("\n")}`,
           );
         }
         await new Promise((r) => setTimeout(r, 5));
       }
+      markerTimes.push({ n, writeNs, syncedNs, foundNs: process.hrtime.bigint() });
       lags.push(performance.now() - t0);
       lagAt.push(Date.now() - continuousFrom - lags.at(-1)!);
       await new Promise((r) => setTimeout(r, 250));
     }
     await fioDone;
+    await tracer?.stop();
     const loadEnd = Date.now();
+    const recursionMisses = recursionMissesBetween(
+      recursionMisses0,
+      await rqRecursionMisses("block_rq_complete"),
+    );
+    const issueRecursionMisses = recursionMissesBetween(
+      issueRecursionMisses0,
+      await rqRecursionMisses("block_rq_issue"),
+    );
     const loadReads = diskReads.filter(([at]) => at >= continuousFrom && at <= loadEnd);
     const cpuLoad = (await cpuSeconds(agent.pid!)) - cpu0;
     const repCpuLoad = (await cpuSeconds(rep.pid!)) - repCpu0;
@@ -373,11 +428,15 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
       agentCpuCoresIdle: Number(cpuIdle.toFixed(3)),
       agentPeakRssMiB: Math.round(rss),
       ...logCounts,
+      /** Completions the kernel skipped BPF for under load (bpftool; null without it). */
+      rqCompleteRecursionMisses: recursionMisses,
+      rqIssueRecursionMisses: issueRecursionMisses,
       agentNodeOptions: values["agent-node-options"],
       /** VmHWM when the initial sync was done: the peak of the sync phase. */
       agentPeakRssAfterSyncMiB: Math.round(rssAfterSync),
       memoryAtPeak: memory,
       memoryAtPeakContinuous: memoryContinuous,
+      ...(tracer ? { markerParts: splitLags(markerTimes, tracer.events) } : {}),
     };
   } finally {
     for (const c of children.reverse()) {
@@ -413,7 +472,7 @@ else {
       `  the disk itself (a 4 KiB O_DIRECT read every 100 ms): slowest ${r.diskProbeMaxMs} ms, p99 ${r.diskProbeP99Ms} ms, ${r.diskProbeStalls} reads over 500 ms; markers over 1 s late: ${r.lateMarkers}, ${r.lateMarkersInDiskStall} of them during such a stall`,
     );
     console.log(
-      `  tracker gaps ${r.gaps} (lost-events ${r.lostEventGaps}); misses placed ${r.placedMisses}, not placed ${r.unplacedMisses}`,
+      `  tracker gaps ${r.gaps} (lost-events ${r.lostEventGaps}); misses placed ${r.placedMisses}, not placed ${r.unplacedMisses}; recursion misses under load: block_rq_complete ${r.rqCompleteRecursionMisses ?? "(no bpftool)"}, block_rq_issue ${r.rqIssueRecursionMisses ?? "(no bpftool)"}`,
     );
     console.log(
       `  agent CPU ${r.agentCpuCoresUnderLoad} cores under load, ${r.agentCpuCoresIdle} idle; peak RSS ${r.agentPeakRssMiB} MiB   (target P6: ≤ 1 core, ≤ 256 MiB, < 0.02 idle)`,
