@@ -5,8 +5,9 @@
  * programs' `recursion_misses` showed why, those arriving in an interrupt on
  * top of a running BPF program: docs/change-tracking.md), and every program
  * attached to it misses the same one, while block_rq_issue, which runs in the
- * submitter's context, saw every request in the same runs. So the tracer reports issues too, and this
- * set pairs them with completions by (first sector, sectors).
+ * submitter's context, saw every request in the same runs. So the tracer
+ * reports issues too, and this set pairs them with completions by (first
+ * sector, sectors).
  *
  * When the counter check finds sectors the tracer did not report, the miss is
  * one of the requests still open here (issued, no completion seen): they are
