@@ -330,12 +330,11 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
         }
         if (waited > 60000) {
           const late = await freshLook(staging, replica, pattern, n, slow?.at ?? 0, lastBacklog);
-          const forensic = tracer
-            ? {
-                onDevice: await deviceHolds(loop, await firstBlockOffset(markerPath), pattern),
-                msSinceWrite: sinceWrite(tracer.events, writeNs),
-              }
-            : {};
+          // Is the marker on the source device at all (what the agent would read), and what did the tracer see?
+          const forensic = {
+            onDevice: await deviceHolds(loop, await firstBlockOffset(markerPath), pattern),
+            ...(tracer ? { msSinceWrite: sinceWrite(tracer.events, writeNs) } : {}),
+          };
           throw new Error(
             `${JSON.stringify(forensic)} ` +
               `marker ${n} did not reach the replica in 60 s (at 2 s: ${JSON.stringify(slow)}; at 60 s: ${JSON.stringify(late)}); the agent's last log lines:\n${agentLog.slice(-20).join("\n")}`,
