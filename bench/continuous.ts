@@ -182,7 +182,8 @@ async function runOne(tracker: string): Promise<Record<string, unknown>> {
         stdio: ["ignore", "pipe", "pipe"],
         env: {
           // At least info: the placed misses are counted from the agent's log (`--json` means warn).
-          ...{ FERRY_LOG_LEVEL: "info", ...debugEnv },
+          FERRY_LOG_LEVEL: "info",
+          ...debugEnv,
           FERRY_BENCH_MEMLOG: join(work, "memory.log"),
           NODE_OPTIONS: [process.env.NODE_OPTIONS, `--import=${MEMLOG_URL}`, values["agent-node-options"]]
             .filter(Boolean)

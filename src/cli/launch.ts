@@ -12,7 +12,7 @@ import { addStoreOptions } from "./server.ts";
 import { FerryError } from "../lib/errors.ts";
 import { silentLogger } from "../lib/log.ts";
 import { FerryLaunchSettings } from "../model/launch.ts";
-import type { FerryLaunchConfiguration } from "../model/launch.ts";
+import type { Accelerator, FerryLaunchConfiguration } from "../model/launch.ts";
 
 interface SettingsFlags extends StoreFlags {
   target?: string;
@@ -65,7 +65,7 @@ export function registerLaunch(program: Command, ctx: CliContext): void {
     const change: FerryLaunchSettings = {};
     if (o.target !== undefined) change.target = o.target;
     if (o.imageFormat !== undefined) change.imageFormat = o.imageFormat as "raw" | "qcow2";
-    if (o.accelerator !== undefined) change.accelerator = o.accelerator as "auto" | "kvm" | "tcg";
+    if (o.accelerator !== undefined) change.accelerator = o.accelerator as Accelerator;
     const memory = integer("--memory", o.memory);
     if (memory !== undefined) change.memoryMiB = memory;
     if (o.bootMarker !== undefined) change.bootMarker = o.bootMarker;

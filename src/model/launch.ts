@@ -37,6 +37,15 @@ export const FerryLaunchSettings = z.object({
 });
 export type FerryLaunchSettings = z.infer<typeof FerryLaunchSettings>;
 
+/** The qemu target's accelerator setting. */
+export type Accelerator = NonNullable<FerryLaunchSettings["accelerator"]>;
+
+/** The accelerator a qemu launch used, and why (what `auto` chose). */
+export interface AcceleratorChoice {
+  name: "kvm" | "tcg";
+  reason: string;
+}
+
 /** A stored launch configuration: MGN's shape plus Ferry's settings. */
 export type FerryLaunchConfiguration = LaunchConfiguration & { ferry?: FerryLaunchSettings };
 
@@ -88,7 +97,7 @@ export interface LaunchedInstanceDetails {
   pid?: number;
   consoleLog?: string;
   /** qemu: `kvm` or `tcg`, and why (auto's choice). */
-  accelerator?: { name: "kvm" | "tcg"; reason: string };
+  accelerator?: AcceleratorChoice;
 }
 
 export interface LaunchOutcome {

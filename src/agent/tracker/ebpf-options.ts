@@ -34,6 +34,7 @@ export type ResolvedEbpfOptions = Required<Omit<EbpfTrackerOptions, "logger">> &
 };
 
 export function resolveEbpfOptions(o: EbpfTrackerOptions): ResolvedEbpfOptions {
+  const reconcileIntervalMs = o.reconcileIntervalMs ?? 1000;
   return {
     devicePath: o.devicePath,
     stateDir: o.stateDir,
@@ -43,8 +44,8 @@ export function resolveEbpfOptions(o: EbpfTrackerOptions): ResolvedEbpfOptions {
     persistIntervalMs: o.persistIntervalMs ?? 30_000,
     startTimeoutMs: o.startTimeoutMs ?? 20_000,
     restartDelayMs: o.restartDelayMs ?? 1000,
-    reconcileIntervalMs: o.reconcileIntervalMs ?? 1000,
-    reconcileBusyIntervalMs: Math.min(o.reconcileBusyIntervalMs ?? 200, o.reconcileIntervalMs ?? 1000),
+    reconcileIntervalMs,
+    reconcileBusyIntervalMs: Math.min(o.reconcileBusyIntervalMs ?? 200, reconcileIntervalMs),
     logger: o.logger,
   };
 }

@@ -15,6 +15,7 @@ import { access, readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { LaunchTarget, TargetLaunch, TargetLaunchContext } from "./target.ts";
+import type { Accelerator, AcceleratorChoice } from "../../model/launch.ts";
 import { FerryError } from "../../lib/errors.ts";
 
 const run = promisify(execFile);
@@ -66,10 +67,7 @@ export async function readHostVirtualization(): Promise<HostVirtualization> {
  * byte. `auto` takes KVM only when the CPU shows VT-x or AMD-V; `kvm` asked for
  * where it cannot work is an error that says why.
  */
-export function chooseAccelerator(
-  wanted: "auto" | "kvm" | "tcg",
-  host: HostVirtualization,
-): { name: "kvm" | "tcg"; reason: string } {
+export function chooseAccelerator(wanted: Accelerator, host: HostVirtualization): AcceleratorChoice {
   if (wanted === "tcg") return { name: "tcg", reason: "software emulation, as the launch settings ask" };
   const hardware = host.cpuFlags.has("vmx") ? "VT-x" : host.cpuFlags.has("svm") ? "AMD-V" : undefined;
   const pvm = host.kvmModules.includes("kvm_pvm");

@@ -6,7 +6,7 @@
  * copies them to a cloud's block storage. Adding a target is one new file
  * here plus its name in `targets/index.ts` (see docs/launch.md).
  */
-import type { FerryLaunchSettings, LaunchLogEntry } from "../../model/launch.ts";
+import type { AcceleratorChoice, FerryLaunchSettings, LaunchLogEntry } from "../../model/launch.ts";
 import type { Logger } from "../../lib/log.ts";
 
 export interface TargetDisk {
@@ -39,7 +39,7 @@ export interface TargetLaunch {
   firstBootResult?: Promise<"SUCCEEDED" | "UNKNOWN">;
   pid?: number;
   consoleLog?: string;
-  accelerator?: { name: "kvm" | "tcg"; reason: string };
+  accelerator?: AcceleratorChoice;
 }
 
 export interface LaunchTarget {
